@@ -1,0 +1,255 @@
+// Every configuration option: its section, type, default, where it comes from (the Python
+// tool or this project) and what it does. The loader, `config show` and the README's option
+// table are all driven from here, so an option exists in exactly one place.
+export const METHOD_NAMES = ['UserRole', 'CreateUserRole', 'RestrictedInstanceRole', 'InstanceRole'] as const
+export type MethodName = (typeof METHOD_NAMES)[number]
+
+export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** One entry of per_uid_credential_methods: a single uid (from === to) or an inclusive range. */
+export interface UidRule {
+  key: string
+  from: number
+  to: number
+  methods: MethodName[]
+}
+
+/** Thrown by a value parser; the loader adds file, line, section and option. */
+export class ValueError extends Error {
+  constructor(
+    message: string,
+    readonly suggestion?: string,
+  ) {
+    super(message)
+  }
+}
+
+export interface OptionSpec<T> {
+  parse(raw: string): T
+  default: T
+  /** 'python': the option exists in the Python ec2userkeyd; 'ec2userkeyd': added by this project. */
+  origin: 'python' | 'ec2userkeyd'
+  description: string
+  /** How the default reads in documentation and `config show`. */
+  shown?: string
+}
+
+function option<T>(
+  parse: (raw: string) => T,
+  defaultValue: T,
+  origin: OptionSpec<T>['origin'],
+  description: string,
+): OptionSpec<T> {
+  return {parse, default: defaultValue, origin, description}
+}
+
+// ---------------------------------------------------------------- value types
+
+const TRUE = new Set(['1', 'yes', 'true', 'on'])
+const FALSE = new Set(['0', 'no', 'false', 'off'])
+
+/** Booleans exactly as configparser.getboolean reads them. */
+export function parseBoolean(raw: string): boolean {
+  const v = raw.trim().toLowerCase()
+  if (TRUE.has(v)) return true
+  if (FALSE.has(v)) return false
+  throw new ValueError('not a boolean', 'use true/false, yes/no, on/off or 1/0')
+}
+
+function parsePort(raw: string): number {
+  const v = raw.trim()
+  if (!/^\+?\d+$/.test(v)) throw new ValueError('not a port number', 'use an integer from 1 to 65535')
+  const n = Number(v)
+  if (n < 1 || n > 65535) throw new ValueError('port out of range', 'use an integer from 1 to 65535')
+  return n
+}
+
+function parseExecutablePath(raw: string): string {
+  const v = raw.trim()
+  if (!v.startsWith('/')) throw new ValueError('not an absolute path', 'give the full path, e.g. /sbin/iptables')
+  return v
+}
+
+/** A name pattern with `{username}` placeholders, as Python's str.format reads it. */
+export function parseNamePattern(raw: string): string {
+  const v = raw.trim()
+  if (v === '') throw new ValueError('empty pattern', "use a pattern such as 'user-{username}'")
+  applyNamePattern(v, 'username') // throws ValueError on unknown fields or stray braces
+  return v
+}
+
+/** Fills a name pattern for one user (`{username}`, with `{{`/`}}` for literal braces). */
+export function applyNamePattern(pattern: string, username: string): string {
+  return pattern.replace(/\{\{|\}\}|\{([^{}]*)\}|[{}]/g, (token, field: string | undefined) => {
+    if (token === '{{') return '{'
+    if (token === '}}') return '}'
+    if (field === 'username') return username
+    if (field === undefined) throw new ValueError(`stray '${token}' in pattern '${pattern}'`, "write a literal brace as '{{' or '}}'")
+    throw new ValueError(`unknown placeholder '{${field}}' in pattern '${pattern}'`, 'the only placeholder is {username}')
+  })
+}
+
+function parseLogLevel(raw: string): LogLevel {
+  const v = raw.trim().toUpperCase()
+  // The Python tool read log_level with getint (logging.DEBUG = 10 ... CRITICAL = 50).
+  const numeric: Record<string, LogLevel> = {'10': 'DEBUG', '20': 'INFO', '30': 'WARNING', '40': 'ERROR', '50': 'CRITICAL'}
+  if (numeric[v]) return numeric[v]
+  if (v === 'WARN') return 'WARNING'
+  if (v === 'FATAL') return 'CRITICAL'
+  if ((LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel
+  throw new ValueError('not a log level', 'use DEBUG, INFO, WARNING, ERROR or CRITICAL (or 10, 20, 30, 40, 50)')
+}
+
+function closest(name: string): string | undefined {
+  const lower = name.toLowerCase()
+  return METHOD_NAMES.find((m) => m.toLowerCase() === lower || m.toLowerCase().startsWith(lower.slice(0, 4)))
+}
+
+export function parseMethodName(raw: string): MethodName {
+  const v = raw.trim()
+  if ((METHOD_NAMES as readonly string[]).includes(v)) return v as MethodName
+  const near = closest(v)
+  throw new ValueError(
+    v === '' ? 'empty method name' : `unknown method '${v}'`,
+    near ? `did you mean '${near}'? (methods: ${METHOD_NAMES.join(', ')})` : `methods: ${METHOD_NAMES.join(', ')}`,
+  )
+}
+
+/** `UserRole, InstanceRole` (the Python tool split on commas and stripped). */
+export function parseMethodList(raw: string): MethodName[] {
+  const items = raw.split(',').map((s) => s.trim())
+  if (items.length === 1 && items[0] === '') throw new ValueError('empty method list', `list methods from: ${METHOD_NAMES.join(', ')}`)
+  return items.map(parseMethodName)
+}
+
+/**
+ * `alice: UserRole, InstanceRole, bob: InstanceRole` — keys are the non-blank words ending in a
+ * colon, as the Python tool's `re.split(r'(?:,\s+)?(\S+):', value)` found them.
+ */
+function parseKeyedMethods(raw: string, what: string): Array<[string, MethodName[]]> {
+  const v = raw.trim()
+  if (v === '') return []
+  const parts = v.split(/(?:,\s+)?(\S+):/)
+  if (parts[0].trim() !== '')
+    throw new ValueError(`expected '${what}: Method, Method, ...' but found '${parts[0].trim()}' first`, `e.g. '${what === 'uid' ? '0-499' : 'alice'}: UserRole, InstanceRole'`)
+  const entries: Array<[string, MethodName[]]> = []
+  const seen = new Set<string>()
+  for (let i = 1; i < parts.length; i += 2) {
+    const key = parts[i]
+    const list = parts[i + 1].trim().replace(/,$/, '')
+    if (seen.has(key)) throw new ValueError(`${what} '${key}' is listed twice`)
+    seen.add(key)
+    try {
+      entries.push([key, parseMethodList(list)])
+    } catch (error) {
+      if (error instanceof ValueError) throw new ValueError(`${what} '${key}': ${error.message}`, error.suggestion)
+      throw error
+    }
+  }
+  return entries
+}
+
+function parsePerUser(raw: string): Record<string, MethodName[]> {
+  return Object.fromEntries(parseKeyedMethods(raw, 'user'))
+}
+
+function parsePerUid(raw: string): UidRule[] {
+  return parseKeyedMethods(raw, 'uid').map(([key, methods]) => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(key)
+    if (!m) throw new ValueError(`malformed uid range '${key}'`, "use a single uid such as '1001' or an inclusive range such as '0-499'")
+    const from = Number(m[1])
+    const to = m[2] === undefined ? from : Number(m[2])
+    if (from > to) throw new ValueError(`malformed uid range '${key}': start is after end`, `write it as '${to}-${from}'`)
+    if (to > 4294967294) throw new ValueError(`uid range '${key}' is beyond the largest uid 4294967294`)
+    return {key, from, to, methods}
+  })
+}
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\u0021-\u007e]+\/)?[\w+=,.@-]{1,64}$/
+const ROLE_NAME = /^[\w+=,.@-]{1,64}$/
+
+/** An instance role given as a role name or a role ARN (with or without a path). */
+export function parseRoleReference(raw: string): string {
+  const v = raw.trim()
+  if (ROLE_ARN.test(v) || ROLE_NAME.test(v)) return v
+  throw new ValueError(`not a role name or role ARN: '${v}'`, 'use e.g. my-instance-role or arn:aws:iam::123456789012:role/my-instance-role')
+}
+
+function optionalRole(raw: string): string | null {
+  return raw.trim() === '' ? null : parseRoleReference(raw)
+}
+
+// ---------------------------------------------------------------- the options
+
+export const SCHEMA = {
+  general: {
+    daemon_port: option(parsePort, 808, 'python', 'TCP port the daemon listens on (127.0.0.1).'),
+    iptables: option(parseExecutablePath, '/sbin/iptables', 'python', 'The iptables binary used to install the interception rules.'),
+    credential_methods: option(
+      parseMethodList,
+      ['UserRole', 'RestrictedInstanceRole', 'InstanceRole'] as MethodName[],
+      'python',
+      'The default chain of credential methods, tried in order.',
+    ),
+    per_user_credential_methods: option(
+      parsePerUser,
+      {} as Record<string, MethodName[]>,
+      'python',
+      "Chains for individual users: 'alice: UserRole, InstanceRole, bob: InstanceRole'.",
+    ),
+    per_uid_credential_methods: option(
+      parsePerUid,
+      [] as UidRule[],
+      'python',
+      "Chains for uids and inclusive uid ranges: '0-499: InstanceRole, 1001: UserRole'. When several match, the last one listed wins (as in the Python tool).",
+    ),
+    log_level: option(parseLogLevel, 'ERROR' as LogLevel, 'python', 'DEBUG, INFO, WARNING, ERROR or CRITICAL (the numbers 10-50 also work).'),
+    log_console: option(parseBoolean, false, 'python', 'Log to standard error.'),
+    log_syslog: option(parseBoolean, true, 'python', 'Log to syslog (/dev/log).'),
+    instance_role: option(
+      optionalRole,
+      null as string | null,
+      'ec2userkeyd',
+      'The instance role (name or ARN). Unset: discovered with sts:GetCallerIdentity. Set: wins over discovery; needed offline (--account).',
+    ),
+  },
+  method_UserRole: {
+    role_name_pattern: option(parseNamePattern, 'user-{username}', 'python', 'Name of the role to assume for a user.'),
+  },
+  method_CreateUserRole: {
+    iam_name_pattern: option(parseNamePattern, '{username}', 'python', 'Name of the IAM user whose policies the role copies.'),
+    role_name_pattern: option(parseNamePattern, 'user-{username}', 'python', 'Name of the per-user role to create and assume.'),
+    instance_role_linked: option(parseBoolean, true, 'python', 'True: only the instance role may assume the user role; False: any role of the account.'),
+  },
+  method_RestrictedInstanceRole: {
+    iam_name_pattern: option(parseNamePattern, '{username}', 'python', 'Name of the IAM user whose policies restrict the instance role.'),
+    compress_user_policy: option(parseBoolean, false, 'python', 'Compress the session policy (every compiler step) to fit the 2,048-character limit.'),
+  },
+  method_InstanceRole: {
+    fail_safe: option(parseBoolean, false, 'python', 'If the restricted self-assume is refused: True gives no credentials, False the instance role itself.'),
+    deny_assumerole: option(parseBoolean, true, 'python', 'Deny sts:AssumeRole in the issued session.'),
+    deny_secretsmanager: option(parseBoolean, true, 'python', 'Deny secretsmanager:* in the issued session.'),
+  },
+  // The Python tool declared this section for an unfinished method; configs may carry it empty.
+  method_UserKeysSecretsManager: {},
+} as const
+
+type Schema = typeof SCHEMA
+type ValueOf<S> = S extends OptionSpec<infer T> ? T : never
+export type SectionName = keyof Schema
+
+export type Config = {
+  /** The file the config came from; null when the default file is absent (all defaults). */
+  file: string | null
+} & {-readonly [S in SectionName]: {-readonly [O in keyof Schema[S]]: ValueOf<Schema[S][O]>}}
+
+export function defaultConfig(): Config {
+  const config = {file: null} as Record<string, unknown>
+  for (const [section, options] of Object.entries(SCHEMA)) {
+    config[section] = Object.fromEntries(
+      Object.entries(options as Record<string, OptionSpec<unknown>>).map(([name, spec]) => [name, structuredClone(spec.default)]),
+    )
+  }
+  return config as Config
+}
