@@ -196,22 +196,22 @@ export const SCHEMA = {
       parsePerUser,
       {} as Record<string, MethodName[]>,
       'python',
-      "Chains for individual users: 'alice: UserRole, InstanceRole, bob: InstanceRole'.",
+      "Chains for individual users: `alice: UserRole, InstanceRole, bob: InstanceRole`.",
     ),
     per_uid_credential_methods: option(
       parsePerUid,
       [] as UidRule[],
       'python',
-      "Chains for uids and inclusive uid ranges: '0-499: InstanceRole, 1001: UserRole'. When several match, the last one listed wins (as in the Python tool).",
+      "Chains for uids and inclusive uid ranges: `0-499: InstanceRole, 1001: UserRole`. When several match, the last one listed wins (as in the Python tool).",
     ),
-    log_level: option(parseLogLevel, 'ERROR' as LogLevel, 'python', 'DEBUG, INFO, WARNING, ERROR or CRITICAL (the numbers 10-50 also work).'),
+    log_level: option(parseLogLevel, 'ERROR' as LogLevel, 'python', '`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` (the Python tool\'s numbers 10–50 also work).'),
     log_console: option(parseBoolean, false, 'python', 'Log to standard error.'),
-    log_syslog: option(parseBoolean, true, 'python', 'Log to syslog (/dev/log).'),
+    log_syslog: option(parseBoolean, true, 'python', 'Log to syslog.'),
     instance_role: option(
       optionalRole,
       null as string | null,
       'ec2userkeyd',
-      'The instance role (name or ARN). Unset: discovered with sts:GetCallerIdentity. Set: wins over discovery; needed offline (--account).',
+      'The instance role (name or ARN). Unset: discovered with `sts:GetCallerIdentity`. Set: wins over discovery; needed offline (`--account`).',
     ),
   },
   method_UserRole: {
@@ -224,12 +224,12 @@ export const SCHEMA = {
   },
   method_RestrictedInstanceRole: {
     iam_name_pattern: option(parseNamePattern, '{username}', 'python', 'Name of the IAM user whose policies restrict the instance role.'),
-    compress_user_policy: option(parseBoolean, false, 'python', 'Compress the session policy (every compiler step) to fit the 2,048-character limit.'),
+    compress_user_policy: option(parseBoolean, false, 'python', 'Compress the session policy to fit the 2,048-character limit.'),
   },
   method_InstanceRole: {
     fail_safe: option(parseBoolean, false, 'python', 'If the restricted self-assume is refused: True gives no credentials, False the instance role itself.'),
-    deny_assumerole: option(parseBoolean, true, 'python', 'Deny sts:AssumeRole in the issued session.'),
-    deny_secretsmanager: option(parseBoolean, true, 'python', 'Deny secretsmanager:* in the issued session.'),
+    deny_assumerole: option(parseBoolean, true, 'python', 'Deny `sts:AssumeRole` in the issued session.'),
+    deny_secretsmanager: option(parseBoolean, true, 'python', 'Deny `secretsmanager:*` in the issued session.'),
   },
   // The Python tool declared this section for an unfinished method; configs may carry it empty.
   method_UserKeysSecretsManager: {},
