@@ -1,0 +1,556 @@
+// The session-policy compiler: from an IAM user's policies (and permissions boundary) and the
+// instance role's policies to the inline policy and policy ARNs that RestrictedInstanceRole
+// passes to AssumeRole. The guarantee: within the instance role, the session allows exactly
+// what the IAM user is allowed, never more. Every step is either exact, or errs towards
+// granting less and says so in a warning.
+//
+//   a. variables      principal variables and principal-key conditions decided for the user
+//   b. boundary       the user's permissions boundary folded in
+//   c. prune          what the instance role can never allow anyway
+//   d. merge          statements combined, duplicates and subsumed statements dropped
+//   e. wildcards      action lists collapsed with the action catalog
+//   f. policy-arns    managed policies passed by ARN where shorter and safe
+//   g. minify         minified JSON, Sids dropped
+// Without compression only a, b and g run: they are correctness, not size.
+import type {ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
+import type {ActionCatalog} from './catalog.js'
+import type {ConditionBlock, PolicyDocument} from './document.js'
+import {statementsOf} from './document.js'
+import {globCovers, globIntersects, hasWildcard} from './glob.js'
+import {
+  conditionEntries,
+  escapeLiteralVariables,
+  hasPrincipalVariable,
+  isPrincipalKey,
+  judgePrincipalCondition,
+  PrincipalContext,
+  resolvePrincipalVariables,
+} from './principal.js'
+import {SESSION_POLICY_LIMIT, sessionPolicySize} from './size.js'
+import {canonicalJson, Origin, POLICY_VERSION, renderPolicy, sameCondition, Stmt, toStatement, toStmts} from './statement.js'
+
+export type StepName = 'prune' | 'merge' | 'wildcards' | 'policyArns'
+
+export interface CompileOptions {
+  /** [method_RestrictedInstanceRole] compress_user_policy: run steps c to f. */
+  compress: boolean
+  /** Switch single compression steps off (to see what each buys). */
+  disable?: Partial<Record<StepName, boolean>>
+  /** Needed for step e; without it the step is skipped. */
+  catalog?: ActionCatalog
+  /** The account of the instance role: only its managed policies (and AWS's) go by ARN. */
+  accountId: string
+}
+
+export interface CompileResult {
+  /** The exact string to send as Policy; null when there is no inline statement. */
+  policy: string | null
+  policyArns: string[]
+  size: {naive: number; compressed: number; limit: number; fits: boolean}
+  stages: Array<{name: string; chars: number}>
+  warnings: string[]
+  /** False when nothing of the user's permissions remains within the role. */
+  grantsAnything: boolean
+}
+
+interface Work {
+  stmts: Stmt[]
+  warnings: string[]
+  /** Managed policies whose statements could go by ARN: false once the boundary forbids it. */
+  arnsAllowed: boolean
+}
+
+// ------------------------------------------------------------------ step a
+
+function principalContext(user: UserPolicies): PrincipalContext {
+  return {username: user.user.name, userid: user.user.id, arn: user.user.arn, tags: user.user.tags}
+}
+
+/** Step a for one statement: null when it can never apply to the user (or must go). */
+function resolveStatement(s: Stmt, version: string | undefined, ctx: PrincipalContext, warnings: string[]): Stmt | null {
+  const where = `a statement of ${s.origin.label}`
+  const variablesLive = version === POLICY_VERSION
+  const resolve = (text: string): string | null => (variablesLive ? resolvePrincipalVariables(text, ctx) : escapeLiteralVariables(text))
+
+  const resources: string[] = []
+  for (const r of s.resources) {
+    const v = resolve(r)
+    if (v !== null) resources.push(v)
+    else if (s.effect === 'Allow') {
+      warnings.push(`dropped ${where}: its ${s.notResource ? 'NotResource' : 'Resource'} '${r}' uses a principal variable the IAM user has no value for`)
+      return null
+    }
+    // A Deny entry that matches nothing is simply gone; the rest of the Deny still applies.
+  }
+  let out: Stmt = {...s, resources}
+  if (resources.length === 0) {
+    if (!s.notResource) return null // matches no resource at all
+    out = {...out, notResource: false, resources: ['*']}
+  }
+  if (!s.condition) return out
+
+  const condition: ConditionBlock = {}
+  for (const {operator, key, values} of conditionEntries(s.condition)) {
+    if (variablesLive && isPrincipalKey(key)) {
+      const verdict = judgePrincipalCondition(operator, key, values, ctx)
+      if (verdict === true) continue // true for the user: the session need not test it
+      if (verdict === false) return null // never applies to this user
+      if (s.effect === 'Allow') {
+        warnings.push(`dropped ${where}: cannot decide its condition ${operator} ${key} for the IAM user`)
+        return null
+      }
+      warnings.push(`widened a Deny of ${s.origin.label}: dropped its undecidable condition ${operator} ${key}`)
+      continue
+    }
+    const list = Array.isArray(values) ? values : [values]
+    const resolved = list.map((v) => (typeof v === 'string' ? resolve(v) : v))
+    if (resolved.some((v) => v === null)) {
+      if (s.effect === 'Allow') {
+        warnings.push(`dropped ${where}: its condition ${operator} ${key} uses a principal variable the IAM user has no value for`)
+        return null
+      }
+      warnings.push(`widened a Deny of ${s.origin.label}: dropped its condition ${operator} ${key} (a principal variable without value)`)
+      continue
+    }
+    condition[operator] ??= {}
+    condition[operator][key] = (Array.isArray(values) ? resolved : resolved[0]) as string | string[]
+  }
+  return Object.keys(condition).length > 0 ? {...out, condition} : {...out, condition: undefined}
+}
+
+function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnings: string[]): Stmt[] {
+  const docs: Array<{doc: PolicyDocument; origin: Origin}> = [
+    ...user.inline.map((p) => ({doc: p.document, origin: {label: `user inline policy ${p.name}`}})),
+    ...user.managed.map((p) => ({doc: p.document, origin: {label: `managed policy ${p.name}`, managedArn: p.arn}})),
+  ]
+  for (const g of user.groups) {
+    docs.push(...g.inline.map((p) => ({doc: p.document, origin: {label: `group ${g.name} inline policy ${p.name}`}})))
+    docs.push(...g.managed.map((p) => ({doc: p.document, origin: {label: `group ${g.name} managed policy ${p.name}`, managedArn: p.arn}})))
+  }
+  const out: Stmt[] = []
+  for (const {doc, origin} of docs) {
+    const {stmts, invalid} = toStmts(doc, origin)
+    if (invalid > 0) warnings.push(`ignored ${invalid} statement(s) of ${origin.label} without Action or Resource (not valid in an identity policy)`)
+    for (const s of stmts) {
+      const r = resolveStatement(s, doc.Version, ctx, warnings)
+      if (r) out.push(r)
+    }
+  }
+  return out
+}
+
+// ------------------------------------------------------------------ set helpers
+
+type Dim = 'action' | 'resource'
+const norm = (dim: Dim, p: string) => (dim === 'action' ? p.toLowerCase() : p)
+const list = (s: Stmt, dim: Dim) => (dim === 'action' ? s.actions : s.resources)
+const isNot = (s: Stmt, dim: Dim) => (dim === 'action' ? s.notAction : s.notResource)
+
+/** A pattern with a variable we cannot judge statically is treated as matching anything. */
+const judgeable = (p: string) => (p.includes('${') ? '*' : p)
+
+function covers(dim: Dim, outer: string, inner: string): boolean {
+  if (outer.includes('${') || inner.includes('${')) return outer === inner || outer === '*'
+  return globCovers(norm(dim, outer), norm(dim, inner))
+}
+function intersects(dim: Dim, a: string, b: string): boolean {
+  return globIntersects(norm(dim, judgeable(a)), norm(dim, judgeable(b)))
+}
+
+/** Can the two statements' sets in one dimension share an element? (true when unsure) */
+function dimIntersects(dim: Dim, a: Stmt, b: Stmt): boolean {
+  const la = list(a, dim)
+  const lb = list(b, dim)
+  if (!isNot(a, dim) && !isNot(b, dim)) return la.some((x) => lb.some((y) => intersects(dim, x, y)))
+  if (isNot(a, dim) && isNot(b, dim)) return true
+  const [pos, neg] = isNot(a, dim) ? [lb, la] : [la, lb]
+  // Disjoint only when every positive pattern lies inside the excluded set.
+  return !pos.every((p) => neg.some((n) => covers(dim, n, p)))
+}
+
+/** Does `outer`'s set in one dimension contain all of `inner`'s? (false when unsure) */
+function dimCovers(dim: Dim, outer: Stmt, inner: Stmt): boolean {
+  const lo = list(outer, dim)
+  const li = list(inner, dim)
+  if (!isNot(outer, dim) && !isNot(inner, dim)) return li.every((i) => lo.some((o) => covers(dim, o, i)))
+  if (isNot(outer, dim) && !isNot(inner, dim)) return li.every((i) => lo.every((n) => !intersects(dim, n, i)))
+  if (isNot(outer, dim) && isNot(inner, dim)) return lo.every((o) => li.some((i) => covers(dim, i, o)))
+  return lo.some((o) => o === '*')
+}
+
+const disjoint = (a: Stmt, b: Stmt) => !dimIntersects('action', a, b) || !dimIntersects('resource', a, b)
+const stmtCovers = (outer: Stmt, inner: Stmt) =>
+  (!outer.condition || sameCondition(outer.condition, inner.condition)) && dimCovers('action', outer, inner) && dimCovers('resource', outer, inner)
+
+// ------------------------------------------------------------------ step b
+
+/** Intersection of two pattern lists in one dimension; undefined when not expressible. */
+function intersectDim(dim: Dim, a: Stmt, b: Stmt): {list: string[]; not: boolean} | undefined {
+  const la = list(a, dim)
+  const lb = list(b, dim)
+  if (isNot(a, dim) && isNot(b, dim)) return {list: dedupe([...la, ...lb]), not: true}
+  if (!isNot(a, dim) && !isNot(b, dim)) {
+    const out: string[] = []
+    for (const x of la)
+      for (const y of lb) {
+        if (covers(dim, y, x)) out.push(x)
+        else if (covers(dim, x, y)) out.push(y)
+        else if (intersects(dim, x, y)) return undefined
+      }
+    return {list: dedupe(out), not: false}
+  }
+  const [pos, neg] = isNot(a, dim) ? [lb, la] : [la, lb]
+  const out: string[] = []
+  for (const p of pos) {
+    if (neg.some((n) => covers(dim, n, p))) continue
+    if (neg.some((n) => intersects(dim, n, p))) return undefined
+    out.push(p)
+  }
+  return {list: out, not: false}
+}
+
+function mergeConditions(a?: ConditionBlock, b?: ConditionBlock): ConditionBlock | undefined | null {
+  if (!a) return b
+  if (!b) return a
+  const out: ConditionBlock = structuredClone(a)
+  for (const {operator, key, values} of conditionEntries(b)) {
+    const existing = out[operator]?.[key]
+    if (existing !== undefined && canonicalJson(existing) !== canonicalJson(values)) return null // AND of two value sets: not expressible
+    out[operator] ??= {}
+    out[operator][key] = values as string | string[]
+  }
+  return out
+}
+
+function intersectStatements(u: Stmt, b: Stmt): Stmt | null | undefined {
+  const actions = intersectDim('action', u, b)
+  const resources = intersectDim('resource', u, b)
+  const condition = mergeConditions(u.condition, b.condition)
+  if (!actions || !resources || condition === null) return undefined
+  if ((!actions.not && actions.list.length === 0) || (!resources.not && resources.list.length === 0)) return null
+  return {...u, actions: actions.list, notAction: actions.not, resources: resources.list, notResource: resources.not, condition}
+}
+
+function foldBoundary(work: Work, boundary: ManagedPolicy | null, ctx: PrincipalContext): void {
+  if (!boundary) return
+  const origin: Origin = {label: `permissions boundary ${boundary.name}`}
+  const {stmts: raw} = toStmts(boundary.document, origin)
+  const stmts = raw.map((s) => resolveStatement(s, boundary.document.Version, ctx, work.warnings)).filter((s): s is Stmt => s !== null)
+  const denies = stmts.filter((s) => s.effect === 'Deny')
+  const allows = stmts.filter((s) => s.effect === 'Allow')
+  const userDenies = work.stmts.filter((s) => s.effect === 'Deny')
+  const userAllows = work.stmts.filter((s) => s.effect === 'Allow')
+
+  if (allows.length === 0) {
+    work.warnings.push(`the permissions boundary ${boundary.name} allows nothing, so the IAM user has no permissions`)
+    work.stmts = [...userDenies, ...denies]
+    return
+  }
+  const simple = allows.every((s) => !s.condition && !s.notAction && !s.notResource && s.resources.includes('*'))
+  if (simple) {
+    const actions = dedupe(allows.flatMap((s) => s.actions))
+    const extra: Stmt[] = actions.includes('*') ? [] : [{effect: 'Deny', notAction: true, actions, notResource: false, resources: ['*'], origin}]
+    work.stmts = [...userAllows, ...userDenies, ...denies, ...extra]
+    return
+  }
+  // The boundary cannot be expressed as Denies: intersect every user Allow with it. The
+  // session then no longer equals "user policies ∪ …", so nothing may go by ARN.
+  work.arnsAllowed = false
+  const intersected: Stmt[] = []
+  for (const u of userAllows)
+    for (const b of allows) {
+      const i = intersectStatements(u, b)
+      if (i === undefined)
+        work.warnings.push(
+          `dropped part of ${u.origin.label}: its intersection with the permissions boundary ${boundary.name} cannot be written as one statement`,
+        )
+      else if (i) intersected.push(i)
+    }
+  work.stmts = [...intersected, ...userDenies, ...denies]
+}
+
+// ------------------------------------------------------------------ step c
+
+interface RoleView {
+  allows: Stmt[]
+  denies: Stmt[]
+  /** Action patterns any role Allow grants (lower case); undefined if some Allow uses NotAction. */
+  grantedActions?: string[]
+}
+
+function roleView(role: RolePolicies): RoleView {
+  const stmts: Stmt[] = []
+  const docs = [...role.inline.map((p) => p.document), ...role.managed.map((p) => p.document)]
+  for (const doc of docs) stmts.push(...toStmts(doc, {label: `role ${role.role.name}`}).stmts)
+  const allows = stmts.filter((s) => s.effect === 'Allow')
+  const denies = stmts.filter((s) => s.effect === 'Deny')
+  const grantedActions = allows.some((s) => s.notAction) ? undefined : dedupe(allows.flatMap((s) => s.actions.map((a) => a.toLowerCase())))
+  return {allows, denies, grantedActions}
+}
+
+function prune(work: Work, role: RoleView): void {
+  const out: Stmt[] = []
+  for (const s of work.stmts) {
+    if (role.allows.every((r) => disjoint(s, r))) continue // the role allows none of it
+    if (s.effect === 'Deny' && role.denies.some((d) => !d.condition && stmtCovers(d, s))) continue
+    out.push(s.effect === 'Allow' ? narrow(s, role) : s)
+  }
+  work.stmts = out
+}
+
+const jsonLength = (v: string[]) => JSON.stringify(v.length === 1 ? v[0] : v).length
+
+/** Replace an Allow's patterns by the role's patterns inside them, where that is shorter. */
+function narrow(s: Stmt, role: RoleView): Stmt {
+  let out = s
+  for (const dim of ['action', 'resource'] as Dim[]) {
+    if (isNot(out, dim)) continue
+    const relevant = role.allows.filter((r) => !disjoint(out, r))
+    if (relevant.some((r) => isNot(r, dim))) continue
+    const rolePatterns = dedupe(relevant.flatMap((r) => list(r, dim)))
+    const next: string[] = []
+    for (const p of list(out, dim)) {
+      const hits = rolePatterns.filter((r) => intersects(dim, p, r))
+      if (hits.length === 0) continue // nothing of the role lies there
+      if (!p.includes('${') && hits.every((h) => !h.includes('${') && covers(dim, p, h)) && jsonLength(hits) < jsonLength([p]) - 2) next.push(...hits)
+      else next.push(p)
+    }
+    const merged = dedupe(next)
+    if (merged.length === 0) return out // kept: the statement-level check said it intersects
+    if (jsonLength(merged) < jsonLength(list(out, dim)))
+      out = dim === 'action' ? {...out, actions: merged} : {...out, resources: merged}
+  }
+  return out
+}
+
+// ------------------------------------------------------------------ step d
+
+function dedupe(values: string[]): string[] {
+  return [...new Set(values)]
+}
+
+/** Drop patterns another pattern of the same list already covers. */
+function minimalPatterns(dim: Dim, values: string[]): string[] {
+  const unique = dedupe(values)
+  return unique.filter((v, i) => !unique.some((w, j) => j !== i && covers(dim, w, v) && !(covers(dim, v, w) && j > i)))
+}
+
+function merge(work: Work): void {
+  let stmts = work.stmts.map((s) => ({
+    ...s,
+    actions: minimalPatterns('action', s.actions),
+    resources: minimalPatterns('resource', s.resources),
+  }))
+  const sameSet = (dim: Dim, a: Stmt, b: Stmt) => dimCovers(dim, a, b) && dimCovers(dim, b, a) && isNot(a, dim) === isNot(b, dim)
+  let changed = true
+  while (changed) {
+    changed = false
+    outer: for (let i = 0; i < stmts.length; i++)
+      for (let j = i + 1; j < stmts.length; j++) {
+        const a = stmts[i]
+        const b = stmts[j]
+        if (a.effect !== b.effect || !sameCondition(a.condition, b.condition)) continue
+        let merged: Stmt | undefined
+        if (stmtCovers(a, b)) merged = a
+        else if (stmtCovers(b, a)) merged = b
+        else if (!a.notResource && !b.notResource && sameSet('action', a, b))
+          merged = {...a, resources: minimalPatterns('resource', [...a.resources, ...b.resources]), origin: combine(a, b)}
+        else if (!a.notAction && !b.notAction && sameSet('resource', a, b))
+          merged = {...a, actions: minimalPatterns('action', [...a.actions, ...b.actions]), origin: combine(a, b)}
+        if (merged) {
+          stmts = [...stmts.slice(0, i), {...merged, sid: undefined}, ...stmts.slice(i + 1, j), ...stmts.slice(j + 1)]
+          changed = true
+          break outer
+        }
+      }
+  }
+  // An Allow wholly inside an unconditional Deny grants nothing: the Deny covers the session.
+  const denies = stmts.filter((s) => s.effect === 'Deny' && !s.condition)
+  work.stmts = stmts.filter((s) => s.effect === 'Deny' || !denies.some((d) => dimCovers('action', d, s) && dimCovers('resource', d, s)))
+}
+
+function combine(a: Stmt, b: Stmt): Origin {
+  return {label: a.origin.label === b.origin.label ? a.origin.label : `${a.origin.label} + ${b.origin.label}`}
+}
+
+// ------------------------------------------------------------------ step e
+
+async function collapseWildcards(work: Work, role: RoleView, catalog: ActionCatalog): Promise<void> {
+  const granted = role.grantedActions
+  // With a NotAction Allow in the role, every action may be granted: no wildcard is safe.
+  if (!granted) return
+  const roleGrants = (action: string) => granted.some((g) => globCovers(g, action))
+  const out: Stmt[] = []
+  for (const s of work.stmts) {
+    if (s.notAction) {
+      out.push(s)
+      continue
+    }
+    const byService = new Map<string, string[]>()
+    const kept: string[] = []
+    for (const a of s.actions) {
+      const service = a.split(':')[0].toLowerCase()
+      if (hasWildcard(a) || !a.includes(':')) kept.push(a)
+      else byService.set(service, [...(byService.get(service) ?? []), a])
+    }
+    for (const [service, actions] of byService) {
+      const known = await catalog.actions(service)
+      if (!known || actions.length < 2) {
+        kept.push(...actions)
+        continue
+      }
+      kept.push(...collapseService(service, actions, known, roleGrants))
+    }
+    out.push({...s, actions: kept})
+  }
+  work.stmts = out
+}
+
+/**
+ * Shortest prefixes `service:Prefix*` whose every catalog action is either in the statement
+ * or granted by no role statement (so the wildcard adds nothing the session could use).
+ */
+function collapseService(service: string, actions: string[], known: string[], roleGrants: (a: string) => boolean): string[] {
+  const mine = new Set(actions.map((a) => a.toLowerCase()))
+  const names = known.map((k) => k.toLowerCase())
+  const ok = names.filter((n) => mine.has(n) || !roleGrants(n))
+  const okSet = new Set(ok)
+  const result: string[] = []
+  const remaining = new Set(mine)
+  const prefixOf = (a: string) => a.slice(service.length + 1)
+  // Candidate prefixes: every prefix of every action of the statement, shortest first.
+  const candidates = dedupe([...mine].flatMap((a) => Array.from({length: prefixOf(a).length}, (_, i) => prefixOf(a).slice(0, i + 1)))).sort(
+    (x, y) => x.length - y.length,
+  )
+  for (const prefix of candidates) {
+    const full = `${service}:${prefix}`
+    const covered = names.filter((n) => n.startsWith(full))
+    if (!covered.every((n) => okSet.has(n))) continue
+    const mineCovered = [...remaining].filter((a) => a.startsWith(full))
+    if (mineCovered.length === 0) continue
+    const wildcard = `${service}:${originalCase(actions, prefix)}*`
+    const listed = mineCovered.reduce((n, a) => n + a.length + 3, 0)
+    if (wildcard.length + 3 >= listed) continue
+    result.push(wildcard)
+    for (const a of mineCovered) remaining.delete(a)
+  }
+  return [...result, ...actions.filter((a) => remaining.has(a.toLowerCase()))]
+}
+
+function originalCase(actions: string[], prefix: string): string {
+  const hit = actions.find((a) => a.split(':')[1]?.toLowerCase().startsWith(prefix))
+  return hit ? hit.split(':')[1].slice(0, prefix.length) : prefix
+}
+
+// ------------------------------------------------------------------ step f
+
+function eligibleForArn(p: ManagedPolicy, accountId: string): boolean {
+  const arnAccount = /^arn:aws[a-z-]*:iam::([^:]*):policy\//.exec(p.arn)?.[1]
+  if (arnAccount !== 'aws' && arnAccount !== accountId) return false
+  if (p.document.Version !== POLICY_VERSION) return false
+  for (const s of statementsOf(p.document)) {
+    const texts = [s.Resource, s.NotResource].flat().filter((x): x is string => typeof x === 'string')
+    if (texts.some(hasPrincipalVariable)) return false
+    if (s.Condition)
+      for (const {key, values} of conditionEntries(s.Condition)) {
+        if (isPrincipalKey(key)) return false
+        if ([values].flat().some((v) => typeof v === 'string' && hasPrincipalVariable(v))) return false
+      }
+  }
+  return true
+}
+
+// ------------------------------------------------------------------ the pipeline
+
+function allManaged(user: UserPolicies): ManagedPolicy[] {
+  const seen = new Map<string, ManagedPolicy>()
+  for (const p of [...user.managed, ...user.groups.flatMap((g) => g.managed)]) seen.set(p.arn, p)
+  return [...seen.values()]
+}
+
+/** The naive policy: every statement of the user's policies, as written. */
+export function naivePolicy(user: UserPolicies): string {
+  const docs = [...user.inline, ...user.managed, ...user.groups.flatMap((g) => [...g.inline, ...g.managed])].map((p) => p.document)
+  return JSON.stringify({Version: POLICY_VERSION, Statement: docs.flatMap(statementsOf)})
+}
+
+export async function compileSessionPolicy(user: UserPolicies, role: RolePolicies, options: CompileOptions): Promise<CompileResult> {
+  const on = (step: StepName) => options.compress && !options.disable?.[step]
+  const ctx = principalContext(user)
+  const work: Work = {stmts: [], warnings: [], arnsAllowed: true}
+  const naive = naivePolicy(user)
+  const stages: CompileResult['stages'] = [{name: 'naive', chars: naive.length}]
+  const measure = (name: string, arns: string[] = []) =>
+    stages.push({name, chars: sessionPolicySize(work.stmts.length > 0 ? renderPolicy(work.stmts, {sid: true}) : null, arns)})
+
+  work.stmts = collectUserStatements(user, ctx, work.warnings)
+  measure('variables')
+  foldBoundary(work, user.permissionsBoundary, ctx)
+  measure('boundary')
+
+  const view = roleView(role)
+  let policyArns: string[] = []
+  if (options.compress) {
+    const afterBoundary = work.stmts
+    const runCompression = async (stmts: Stmt[]): Promise<{stmts: Stmt[]; byStep: Array<[string, Stmt[]]>}> => {
+      const w: Work = {...work, stmts, warnings: []}
+      const byStep: Array<[string, Stmt[]]> = []
+      if (on('prune')) prune(w, view)
+      byStep.push(['prune', w.stmts])
+      if (on('merge')) merge(w)
+      byStep.push(['merge', w.stmts])
+      if (on('wildcards') && options.catalog) await collapseWildcards(w, view, options.catalog)
+      byStep.push(['wildcards', w.stmts])
+      return {stmts: w.stmts, byStep}
+    }
+    const plain = await runCompression(afterBoundary)
+    for (const [name, stmts] of plain.byStep) {
+      work.stmts = stmts
+      measure(name)
+    }
+    let best = {stmts: plain.stmts, arns: [] as string[]}
+    if (on('policyArns') && work.arnsAllowed) {
+      // Greedy: send by ARN the managed policies whose statements cost more than their ARN.
+      const candidates = allManaged(user)
+        .filter((p) => eligibleForArn(p, options.accountId))
+        .map((p) => ({p, cost: afterBoundary.filter((s) => s.origin.managedArn === p.arn).reduce((n, s) => n + JSON.stringify(toStatement(s)).length + 1, 0)}))
+        .filter((c) => c.p.arn.length < c.cost)
+        .sort((a, b) => b.cost - a.cost)
+        .slice(0, 10)
+      if (candidates.length > 0) {
+        const byArn = new Set(candidates.map((c) => c.p.arn))
+        const rest = afterBoundary.filter((s) => !s.origin.managedArn || !byArn.has(s.origin.managedArn))
+        const withArns = await runCompression(rest)
+        const arns = [...byArn]
+        const size = (stmts: Stmt[], a: string[]) => sessionPolicySize(stmts.length > 0 ? renderPolicy(stmts) : null, a)
+        if (size(withArns.stmts, arns) < size(best.stmts, best.arns)) best = {stmts: withArns.stmts, arns}
+      }
+    }
+    work.stmts = best.stmts
+    policyArns = best.arns
+    measure('policy-arns', policyArns)
+  }
+
+  const hasInline = work.stmts.length > 0
+  const policy = hasInline ? renderPolicy(work.stmts) : null
+  const grantsAnything = work.stmts.some((s) => s.effect === 'Allow') || policyArns.length > 0
+  const compressed = sessionPolicySize(grantsAnything ? policy : null, grantsAnything ? policyArns : [])
+  stages.push({name: 'minify', chars: compressed})
+  const fits = compressed <= SESSION_POLICY_LIMIT
+  if (!fits) {
+    const largest = work.stmts
+      .map((s, i) => ({i, s, n: JSON.stringify(toStatement(s)).length}))
+      .sort((a, b) => b.n - a.n)
+      .slice(0, 3)
+      .map(({i, s, n}) => `#${i + 1} from ${s.origin.label} (${n} chars)`)
+    work.warnings.push(`the session policy is ${compressed} characters, over AWS's limit of ${SESSION_POLICY_LIMIT}; largest statements: ${largest.join(', ')}`)
+  }
+  return {
+    policy: grantsAnything ? policy : null,
+    policyArns: grantsAnything ? policyArns : [],
+    size: {naive: naive.length, compressed, limit: SESSION_POLICY_LIMIT, fits},
+    stages,
+    warnings: work.warnings,
+    grantsAnything,
+  }
+}
