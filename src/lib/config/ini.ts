@@ -73,7 +73,7 @@ export function parseIni(text: string, file: string): IniDocument {
       if (name === DEFAULT_SECTION) {
         current = doc.defaults
       } else {
-        if (doc.sections.has(name)) fail(lineNo, `section [${name}] appears twice`)
+        if (doc.sections.has(name)) fail(lineNo, `section [${name}] appears twice (first on line ${doc.sections.get(name)!.line})`)
         const section: IniSection = {name, line: lineNo, options: new Map()}
         doc.sections.set(name, section)
         current = section.options
@@ -86,7 +86,8 @@ export function parseIni(text: string, file: string): IniDocument {
     if (!match?.groups || match.groups.option.trim() === '')
       fail(lineNo, `expected 'option = value' in section [${currentName}], found '${stripped}'`)
     const name = match!.groups!.option.trimEnd().toLowerCase()
-    if (current!.has(name)) fail(lineNo, `option '${name}' appears twice in section [${currentName}]`)
+    if (current!.has(name))
+      fail(lineNo, `option '${name}' = '${match!.groups!.value.trim()}' appears twice in section [${currentName}] (first on line ${current!.get(name)!.line})`)
     const opt: IniOption = {name, raw: '', line: lineNo}
     current!.set(name, opt)
     option = {opt, lines: [match!.groups!.value.trim()], indent}
@@ -105,10 +106,11 @@ export function interpolate(
   option: IniOption,
   depth = 0,
 ): string {
-  const where = `${doc.file}:${option.line}: [${section.name}] ${option.name}`
+  const raw = option.raw
+  // Same shape as the loader's value errors, on one line even for a continued value.
+  const where = `${doc.file}:${option.line}: [${section.name}] ${option.name} = '${raw.replace(/\n/g, ' ')}'`
   if (depth > 10) throw new InputError(`${where}: interpolation nests too deeply (a %(name)s loop?)`)
   let out = ''
-  const raw = option.raw
   for (let i = 0; i < raw.length; i++) {
     const ch = raw[i]
     if (ch !== '%') {
@@ -123,7 +125,7 @@ export function interpolate(
     }
     const ref = /^%\(([^)]+)\)s/.exec(raw.slice(i))
     if (!ref)
-      throw new InputError(`${where}: '%' must be followed by '%' or '(name)s' in '${raw}'`, {
+      throw new InputError(`${where}: '%' must be followed by '%' or '(name)s'`, {
         suggestion: "write a literal percent sign as '%%'",
       })
     const refName = ref[1].toLowerCase()

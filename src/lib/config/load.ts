@@ -58,10 +58,11 @@ export function parseConfig(text: string, file: string): Config {
     const target = config[sectionName] as Record<string, unknown>
     for (const option of section.options.values()) {
       const where = `${file}:${option.line}: [${section.name}] ${option.name}`
-      const spec = specs[option.name]
+      // hasOwn: an option named like an Object.prototype member ('constructor') is unknown, not a crash.
+      const spec = Object.hasOwn(specs, option.name) ? specs[option.name] : undefined
       if (!spec) {
         const known = Object.keys(specs)
-        throw new InputError(`${where}: unknown option '${option.name}' in section [${section.name}]`, {
+        throw new InputError(`${where} = '${option.raw.replace(/\n/g, ' ')}': unknown option '${option.name}' in section [${section.name}]`, {
           suggestion: known.length > 0 ? `options of [${section.name}]: ${known.join(', ')}` : `[${section.name}] takes no options`,
         })
       }

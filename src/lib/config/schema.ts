@@ -103,6 +103,7 @@ function parseLogLevel(raw: string): LogLevel {
 
 function closest(name: string): string | undefined {
   const lower = name.toLowerCase()
+  if (lower === '') return undefined
   return METHOD_NAMES.find((m) => m.toLowerCase() === lower || m.toLowerCase().startsWith(lower.slice(0, 4)))
 }
 

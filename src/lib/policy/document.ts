@@ -38,6 +38,7 @@ export function decodePolicyDocument(raw: unknown): PolicyDocument {
     try {
       parsed = JSON.parse(text)
     } catch {
+      if (!text.includes('%')) throw new DocumentError('is neither JSON nor URL-encoded JSON')
       let decoded: string
       try {
         decoded = decodeURIComponent(text)

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict'
+
+import type {ManagedPolicy, RolePolicies, UserPolicies} from '../../src/lib/aws/model.js'
+import {createActionCatalog} from '../../src/lib/policy/catalog.js'
+import {compileSessionPolicy} from '../../src/lib/policy/compiler.js'
+import type {PolicyDocument, Statement} from '../../src/lib/policy/document.js'
+
+const doc = (...Statement: Statement[]): PolicyDocument => ({Version: '2012-10-17', Statement})
+
+function user(inline: PolicyDocument[], extra: Partial<UserPolicies> = {}): UserPolicies {
+  return {
+    user: {name: 'alice', arn: 'arn:aws:iam::123456789012:user/alice', id: 'AIDAALICE', path: '/', tags: {team: 'genomics'}, permissionsBoundaryArn: null},
+    inline: inline.map((document, i) => ({name: `p${i}`, document})),
+    managed: [],
+    groups: [],
+    permissionsBoundary: null,
+    ...extra,
+  }
+}
+
+function role(...docs: PolicyDocument[]): RolePolicies {
+  return {
+    role: {
+      name: 'host',
+      arn: 'arn:aws:iam::123456789012:role/host',
+      id: 'AROAHOST',
+      path: '/',
+      trustPolicy: doc(),
+      tags: {},
+      permissionsBoundaryArn: null,
+      maxSessionDuration: 3600,
+    },
+    inline: docs.map((document, i) => ({name: `r${i}`, document})),
+    managed: [],
+    permissionsBoundary: null,
+  }
+}
+
+const broadRole = role(doc({Effect: 'Allow', Action: '*', Resource: '*'}))
+const compile = (u: UserPolicies, r: RolePolicies = broadRole, compress = true) =>
+  compileSessionPolicy(u, r, {compress, accountId: '123456789012', catalog: createActionCatalog()})
+const statements = (policy: string | null) => (policy ? (JSON.parse(policy) as {Statement: Statement[]}).Statement : [])
+
+describe('the session-policy compiler', () => {
+  it("resolves ${aws:username} and ${aws:PrincipalTag/team} for the user, since a role session has neither", async () => {
+    const result = await compile(
+      user([doc({Effect: 'Allow', Action: 's3:GetObject', Resource: ['arn:aws:s3:::home/${aws:username}/*', 'arn:aws:s3:::data-${aws:PrincipalTag/team}/*']})]),
+      broadRole,
+      false,
+    )
+    assert.deepEqual(statements(result.policy)[0].Resource, ['arn:aws:s3:::home/alice/*', 'arn:aws:s3:::data-genomics/*'])
+  })
+
+  it('drops a principal condition true for the user, and a statement whose principal condition is false', async () => {
+    const result = await compile(
+      user([
+        doc(
+          {Effect: 'Allow', Action: 's3:GetObject', Resource: '*', Condition: {StringEquals: {'aws:username': 'alice'}}},
+          {Effect: 'Allow', Action: 's3:PutObject', Resource: '*', Condition: {StringEquals: {'aws:username': 'bob'}}},
+        ),
+      ]),
+      broadRole,
+      false,
+    )
+    assert.deepEqual(statements(result.policy), [{Effect: 'Allow', Action: 's3:GetObject', Resource: '*'}])
+  })
+
+  it('drops an Allow whose principal variable has no value for the user, with a warning', async () => {
+    const result = await compile(user([doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::x-${aws:PrincipalTag/missing}/*'})]), broadRole, false)
+    assert.equal(result.policy, null)
+    assert.match(result.warnings.join('\n'), /principal variable/)
+  })
+
+  it('folds a boundary of plain Allows on * in as Deny NotAction', async () => {
+    const boundary: ManagedPolicy = {name: 'b', arn: 'arn:aws:iam::123456789012:policy/b', versionId: 'v1', document: doc({Effect: 'Allow', Action: ['s3:*', 'logs:*'], Resource: '*'})}
+    const result = await compile(user([doc({Effect: 'Allow', Action: '*', Resource: '*'})], {permissionsBoundary: boundary}), broadRole, false)
+    assert.deepEqual(statements(result.policy).at(-1), {Effect: 'Deny', NotAction: ['s3:*', 'logs:*'], Resource: '*'})
+  })
+
+  it('keeps s3:* under a role with s3:Get* (the Python tool dropped it)', async () => {
+    const narrowRole = role(doc({Effect: 'Allow', Action: 's3:Get*', Resource: '*'}))
+    const result = await compile(user([doc({Effect: 'Allow', Action: 's3:*', Resource: 'arn:aws:s3:::b/*'})]), narrowRole)
+    assert.ok(result.policy, 'something remains')
+    assert.deepEqual(statements(result.policy)[0].Resource, 'arn:aws:s3:::b/*')
+  })
+
+  it('prunes statements the role can never allow, and answers null when nothing remains', async () => {
+    const s3Role = role(doc({Effect: 'Allow', Action: 's3:*', Resource: '*'}))
+    const result = await compile(user([doc({Effect: 'Allow', Action: 'ec2:*', Resource: '*'})]), s3Role)
+    assert.equal(result.policy, null)
+    assert.deepEqual(result.policyArns, [])
+    assert.ok(result.size.fits)
+  })
+
+  it('merges statements that differ in one list only', async () => {
+    const result = await compile(
+      user([doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::a/*'}, {Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::b/*'})]),
+      broadRole,
+    )
+    assert.deepEqual(statements(result.policy), [{Effect: 'Allow', Action: 's3:GetObject', Resource: ['arn:aws:s3:::a/*', 'arn:aws:s3:::b/*']}])
+  })
+
+  it('never collapses actions into a wildcard that adds an action the role grants', async () => {
+    // Given a role granting all of s3 and a user with two of the many s3:GetObject* actions
+    const result = await compile(user([doc({Effect: 'Allow', Action: ['s3:GetObject', 's3:GetObjectAcl'], Resource: '*'})]), role(doc({Effect: 'Allow', Action: 's3:*', Resource: '*'})))
+    // Then the actions stay listed
+    assert.deepEqual(statements(result.policy)[0].Action, ['s3:GetObject', 's3:GetObjectAcl'])
+  })
+
+  it('says so, naming the largest statements, when the policy stays over 2,048 characters', async () => {
+    const many = Array.from({length: 40}, (_, i) => ({Effect: 'Allow' as const, Action: `s3:GetObject`, Resource: `arn:aws:s3:::bucket-number-${i}-with-a-long-name/*`, Condition: {StringEquals: {'s3:ExistingObjectTag/k': `v${i}`}}}))
+    const result = await compile(user([doc(...many)]))
+    assert.equal(result.size.fits, false)
+    assert.ok(result.size.compressed > 2048)
+    assert.match(result.warnings.at(-1)!, /over AWS's limit of 2048; largest statements: #\d+ from user inline policy p0/)
+  })
+})
