@@ -72,24 +72,24 @@ export const hasPrincipalVariable = (text: string): boolean =>
 
 /** Undo the escapes of a resolved value to compare it as AWS would (literal characters). */
 function unescape(text: string): string {
-  return text.replace(/\$\{\$\}/g, '$').replace(/\$\{\*\}/g, '\u0000STAR').replace(/\$\{\?\}/g, '\u0000QM')
+  return text.replace(/\$\{\$\}/g, '$').replace(/\$\{\*\}/g, '\uE000STAR').replace(/\$\{\?\}/g, '\uE000QM')
 }
 
 /** Glob match where ${*} and ${?} in the pattern are literal characters. */
 function likeMatches(pattern: string, value: string): boolean {
   const p = unescape(pattern)
-  const parts = p.split(/(\u0000STAR|\u0000QM)/)
+  const parts = p.split(/(\uE000STAR|\uE000QM)/)
   if (parts.length === 1) return globMatches(p, value)
   // Rebuild as a RegExp with the escaped characters literal.
   const body = parts
     .map((part) =>
-      part === '\u0000STAR' ? '\\*' : part === '\u0000QM' ? '\\?' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]'),
+      part === '\uE000STAR' ? '\\*' : part === '\uE000QM' ? '\\?' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]'),
     )
     .join('')
   return new RegExp(`^${body}$`).test(value)
 }
 
-const literal = (s: string) => unescape(s).replace(/\u0000STAR/g, '*').replace(/\u0000QM/g, '?')
+const literal = (s: string) => unescape(s).replace(/\uE000STAR/g, '*').replace(/\uE000QM/g, '?')
 
 /**
  * Judges one condition entry (operator, key, values) on a principal key for the IAM user.
