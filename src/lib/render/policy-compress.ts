@@ -24,7 +24,9 @@ export function renderCompress(r: CompressResult): string {
   ]
   const verdict = r.size.fits ? style.good('fits') : style.bad('does NOT fit')
   out.push(`${r.size.compressed} of ${r.size.limit} characters: ${verdict} (naive: ${r.size.naive})`)
-  out.push('', style.heading('Policy'), r.policy ?? style.dim('(none: nothing of the user’s permissions remains within the instance role)'))
+  const noPolicy =
+    r.policyArns.length > 0 ? '(none: the policy ARNs below carry every permission)' : '(none: nothing of the user’s permissions remains within the instance role)'
+  out.push('', style.heading('Policy'), r.policy ?? style.dim(noPolicy))
   if (r.policyArns.length > 0) out.push('', style.heading('Policy ARNs'), ...r.policyArns)
   if (r.liveCheck)
     out.push(
