@@ -43,7 +43,8 @@ const statement = fc.record({
   resources: some(RESOURCES),
   condition: fc.constantFrom(...CONDITIONS),
 })
-const toStatement = (s: fc.RecordValue<typeof statement>): Statement => ({
+type StatementSpec = typeof statement extends fc.Arbitrary<infer T> ? T : never
+const toStatement = (s: StatementSpec): Statement => ({
   Effect: s.Effect,
   ...(s.notAction ? {NotAction: s.actions} : {Action: s.actions}),
   ...(s.notResource ? {NotResource: s.resources} : {Resource: s.resources}),
