@@ -77,6 +77,22 @@ describe('the session-policy compiler', () => {
     assert.deepEqual(statements(result.policy).at(-1), {Effect: 'Deny', NotAction: ['s3:*', 'logs:*'], Resource: '*'})
   })
 
+  it('passes no managed policy by ARN when the boundary allows the user nothing', async () => {
+    // Given a boundary whose only Allow is conditioned on another user's name (found by the random proof)
+    const boundary: ManagedPolicy = {
+      name: 'b',
+      arn: 'arn:aws:iam::123456789012:policy/b',
+      versionId: 'v1',
+      document: doc({Effect: 'Allow', Action: 's3:GetObject', Resource: '*', Condition: {StringEquals: {'aws:username': 'bob'}}}),
+    }
+    const m: ManagedPolicy = {name: 'm', arn: 'arn:aws:iam::123456789012:policy/m', versionId: 'v1', document: doc({Effect: 'Allow', Action: 'logs:*', Resource: '*'})}
+    // When alice's session policy is compiled with compression
+    const result = await compile(user([], {managed: [m], permissionsBoundary: boundary}))
+    // Then nothing is granted at all
+    assert.equal(result.policy, null)
+    assert.deepEqual(result.policyArns, [])
+  })
+
   it('keeps s3:* under a role with s3:Get* (the Python tool dropped it)', async () => {
     const narrowRole = role(doc({Effect: 'Allow', Action: 's3:Get*', Resource: '*'}))
     const result = await compile(user([doc({Effect: 'Allow', Action: 's3:*', Resource: 'arn:aws:s3:::b/*'})]), narrowRole)

@@ -242,8 +242,10 @@ function foldBoundary(work: Work, boundary: ManagedPolicy | null, ctx: Principal
   const userAllows = work.stmts.filter((s) => s.effect === 'Allow')
 
   if (allows.length === 0) {
-    work.warnings.push(`the permissions boundary ${boundary.name} allows nothing, so the IAM user has no permissions`)
+    work.warnings.push(`the permissions boundary ${boundary.name} allows nothing for this user, so the IAM user has no permissions`)
     work.stmts = [...userDenies, ...denies]
+    // Managed policies passed by ARN would bring their Allows back past the boundary.
+    work.arnsAllowed = false
     return
   }
   const simple = allows.every((s) => !s.condition && !s.notAction && !s.notResource && s.resources.includes('*'))
