@@ -414,9 +414,21 @@ async function collapseWildcards(work: Work, role: RoleView, catalog: ActionCata
  */
 function collapseService(service: string, actions: string[], known: string[], roleGrants: (a: string) => boolean): string[] {
   const mine = new Set(actions.map((a) => a.toLowerCase()))
-  const names = known.map((k) => k.toLowerCase())
-  const ok = names.filter((n) => mine.has(n) || !roleGrants(n))
-  const okSet = new Set(ok)
+  // The catalog's names sorted, with a running count of the unsafe ones (granted by the role,
+  // not in the statement): a prefix is safe when its range of names holds none of them.
+  const names = known.map((k) => k.toLowerCase()).sort()
+  const unsafeBefore = new Uint32Array(names.length + 1)
+  names.forEach((n, i) => (unsafeBefore[i + 1] = unsafeBefore[i] + (mine.has(n) || !roleGrants(n) ? 0 : 1)))
+  const lowerBound = (key: string) => {
+    let lo = 0
+    let hi = names.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (names[mid] < key) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
   const result: string[] = []
   const remaining = new Set(mine)
   const prefixOf = (a: string) => a.slice(service.length + 1)
@@ -426,8 +438,7 @@ function collapseService(service: string, actions: string[], known: string[], ro
   )
   for (const prefix of candidates) {
     const full = `${service}:${prefix}`
-    const covered = names.filter((n) => n.startsWith(full))
-    if (!covered.every((n) => okSet.has(n))) continue
+    if (unsafeBefore[lowerBound(`${full}\uffff`)] !== unsafeBefore[lowerBound(full)]) continue
     const mineCovered = [...remaining].filter((a) => a.startsWith(full))
     if (mineCovered.length === 0) continue
     const wildcard = `${service}:${originalCase(actions, prefix)}*`

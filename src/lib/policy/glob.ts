@@ -28,47 +28,79 @@ export function globMatches(pattern: string, value: string): boolean {
  */
 export function globCovers(outer: string, inner: string): boolean {
   if (outer === inner || outer === '*') return true
+  if (!hasWildcard(outer)) return false // a literal covers only itself
+  if (!hasWildcard(inner)) return globMatches(outer, inner)
+  const trimmed = trimLiterals(outer, inner)
+  if (!trimmed) return false
+  ;[outer, inner] = trimmed
+  if (outer === inner || outer === '*') return true
+  // next[j] / row[j]: outer[i+1..] / outer[i..] covers inner[j..], filled from the ends.
   const n = outer.length
   const m = inner.length
-  // covered[i][j]: outer[i..] covers inner[j..]
-  const memo = new Map<number, boolean>()
-  const go = (i: number, j: number): boolean => {
-    const key = i * (m + 1) + j
-    const hit = memo.get(key)
-    if (hit !== undefined) return hit
-    let r: boolean
-    if (i === n) r = j === m
-    else if (outer[i] === '*') r = go(i + 1, j) || (j < m && go(i, j + 1))
-    else if (j === m) r = false
-    else if (inner[j] === '*') r = false // only an outer `*` absorbs an inner `*`
-    else if (outer[i] === '?') r = go(i + 1, j + 1)
-    else r = inner[j] !== '?' && outer[i] === inner[j] && go(i + 1, j + 1)
-    memo.set(key, r)
-    return r
+  let next = new Uint8Array(m + 1)
+  let row = new Uint8Array(m + 1)
+  next[m] = 1
+  for (let i = n - 1; i >= 0; i--) {
+    const o = outer[i]
+    for (let j = m; j >= 0; j--) {
+      if (o === '*') row[j] = next[j] || (j < m ? row[j + 1] : 0)
+      else if (j === m) row[j] = 0
+      else if (inner[j] === '*') row[j] = 0 // only an outer `*` absorbs an inner `*`
+      else if (o === '?') row[j] = next[j + 1]
+      else row[j] = inner[j] !== '?' && o === inner[j] ? next[j + 1] : 0
+    }
+    ;[next, row] = [row, next]
   }
-  return go(0, 0)
+  return next[0] === 1
 }
 
 /** Is there a string both patterns match? Exact. */
 export function globIntersects(a: string, b: string): boolean {
   if (a === '*' || b === '*' || a === b) return true
+  if (!hasWildcard(a)) return globMatches(b, a)
+  if (!hasWildcard(b)) return globMatches(a, b)
+  const trimmed = trimLiterals(a, b)
+  if (!trimmed) return false
+  ;[a, b] = trimmed
+  // next[j] / row[j]: a[i+1..] / a[i..] and b[j..] share a string.
   const n = a.length
   const m = b.length
-  const memo = new Map<number, boolean>()
-  const go = (i: number, j: number): boolean => {
-    const key = i * (m + 1) + j
-    const hit = memo.get(key)
-    if (hit !== undefined) return hit
-    let r: boolean
-    if (i === n && j === m) r = true
-    else if (i < n && a[i] === '*') r = go(i + 1, j) || (j < m && go(i, j + 1))
-    else if (j < m && b[j] === '*') r = go(i, j + 1) || (i < n && go(i + 1, j))
-    else if (i === n || j === m) r = false
-    else r = (a[i] === '?' || b[j] === '?' || a[i] === b[j]) && go(i + 1, j + 1)
-    memo.set(key, r)
-    return r
+  let next = new Uint8Array(m + 1)
+  let row = new Uint8Array(m + 1)
+  for (let i = n; i >= 0; i--) {
+    for (let j = m; j >= 0; j--) {
+      if (i === n && j === m) row[j] = 1
+      else if (i < n && a[i] === '*') row[j] = next[j] || (j < m ? row[j + 1] : 0)
+      else if (j < m && b[j] === '*') row[j] = row[j + 1] || (i < n ? next[j] : 0)
+      else if (i === n || j === m) row[j] = 0
+      else row[j] = a[i] === '?' || b[j] === '?' || a[i] === b[j] ? next[j + 1] : 0
+    }
+    ;[next, row] = [row, next]
   }
-  return go(0, 0)
+  return next[0] === 1
+}
+
+const isWild = (c: string) => c === '*' || c === '?'
+
+/**
+ * Strips the literal prefix and suffix two patterns share (a fixed affix changes neither
+ * question), or null when their literal ends differ, so no string can match both.
+ */
+function trimLiterals(a: string, b: string): [string, string] | null {
+  let start = 0
+  while (start < a.length && start < b.length && !isWild(a[start]) && !isWild(b[start])) {
+    if (a[start] !== b[start]) return null
+    start++
+  }
+  let end = 0
+  while (end < a.length - start && end < b.length - start) {
+    const x = a[a.length - 1 - end]
+    const y = b[b.length - 1 - end]
+    if (isWild(x) || isWild(y)) break
+    if (x !== y) return null
+    end++
+  }
+  return [a.slice(start, a.length - end), b.slice(start, b.length - end)]
 }
 
 export const hasWildcard = (s: string): boolean => s.includes('*') || s.includes('?')
