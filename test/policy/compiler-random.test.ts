@@ -22,6 +22,9 @@ const RESOURCES = [
   'arn:aws:s3:::data/private/*',
   'arn:aws:s3:::d?ta/*',
   'arn:aws:logs:us-east-1:123456789012:log-group:app*',
+  'arn:aws:s3:::home/${aws:userid}/*',
+  "arn:aws:s3:::home/${aws:username, 'shared'}/*",
+  'arn:aws:s3:::home/shared/*',
 ]
 const CONDITIONS: Array<Statement['Condition'] | undefined> = [
   undefined,
@@ -32,6 +35,14 @@ const CONDITIONS: Array<Statement['Condition'] | undefined> = [
   {StringEquals: {'aws:PrincipalTag/team': 'genomics'}},
   {StringNotEquals: {'aws:PrincipalTag/team': 'genomics'}},
   {Bool: {'aws:SecureTransport': 'true'}},
+  // Principal keys the session sees differently from the user (absent, or another value).
+  {StringNotEquals: {'aws:username': 'alice'}},
+  {StringEqualsIfExists: {'aws:username': 'bob'}},
+  {Null: {'aws:username': 'true'}},
+  {StringEquals: {'aws:PrincipalType': 'AssumedRole'}},
+  {ArnLike: {'aws:PrincipalArn': 'arn:aws:iam::123456789012:role/*'}},
+  {StringLike: {'aws:userid': 'AROA*'}},
+  {StringEquals: {'aws:PrincipalTag/team': 'physics'}},
 ]
 
 const some = <T>(values: T[]) => fc.uniqueArray(fc.constantFrom(...values), {minLength: 1, maxLength: 3})

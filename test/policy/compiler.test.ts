@@ -130,4 +130,50 @@ describe('the session-policy compiler', () => {
     assert.ok(result.size.compressed > 2048)
     assert.match(result.warnings.at(-1)!, /over AWS's limit of 2048; largest statements: #\d+ from user inline policy p0/)
   })
+
+  describe('passing managed policies by ARN (step f)', () => {
+    // A managed policy big enough that its ARN is always the shorter way to send it.
+    const padding = Array.from({length: 12}, (_, i) => ({Effect: 'Allow' as const, Action: 'logs:GetLogEvents', Resource: `arn:aws:logs:us-east-1:123456789012:log-group:group-${i}:*`}))
+    const managed = (...extra: Statement[]): ManagedPolicy => ({name: 'm', arn: 'arn:aws:iam::123456789012:policy/m', versionId: 'v1', document: doc(...padding, ...extra)})
+    const withManaged = (m: ManagedPolicy) => user([], {managed: [m]})
+    const taggedRole = (tags: Record<string, string>) => ({...broadRole, role: {...broadRole.role, tags}})
+
+    it('sends a policy with ${aws:username} in a Resource by ARN, and the resolved statement inline', async () => {
+      // Given a managed policy granting the user's own home prefix
+      const result = await compile(withManaged(managed({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::home/${aws:username}/*'})))
+      // Then the ARN carries the rest (the session cannot match the unresolved entry) and the home prefix goes inline
+      assert.deepEqual(result.policyArns, ['arn:aws:iam::123456789012:policy/m'])
+      assert.deepEqual(statements(result.policy), [{Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::home/alice/*'}])
+    })
+
+    it('never sends by ARN a policy with ${aws:username} in a NotResource (the session would match every resource)', async () => {
+      const result = await compile(withManaged(managed({Effect: 'Allow', Action: 's3:GetObject', NotResource: 'arn:aws:s3:::home/${aws:username}/*'})))
+      assert.deepEqual(result.policyArns, [])
+    })
+
+    for (const [condition, why] of [
+      [{StringNotEquals: {'aws:username': 'bob'}}, 'the session has no user name'],
+      [{StringEquals: {'aws:PrincipalType': 'User'}}, 'the session is an AssumedRole'],
+      [{ArnLike: {'aws:PrincipalArn': 'arn:aws:iam::123456789012:user/*'}}, 'the session has the role ARN'],
+      [{StringLike: {'s3:prefix': '${aws:userid}/*'}}, 'the session has another user id'],
+    ] as const)
+      it(`never sends by ARN a policy whose condition the session would judge differently (${why})`, async () => {
+        const result = await compile(withManaged(managed({Effect: 'Allow', Action: 's3:ListBucket', Resource: '*', Condition: condition})))
+        assert.deepEqual(result.policyArns, [])
+      })
+
+    it('sends by ARN a policy with a principal-tag condition only when the role carries the same tag value as the user', async () => {
+      const m = managed({Effect: 'Allow', Action: 's3:GetObject', Resource: '*', Condition: {StringEquals: {'aws:PrincipalTag/team': 'genomics'}}})
+      // alice is tagged team=genomics
+      assert.deepEqual((await compile(withManaged(m), taggedRole({Team: 'genomics'}))).policyArns, [m.arn])
+      assert.deepEqual((await compile(withManaged(m), taggedRole({team: 'physics'}))).policyArns, [])
+      assert.deepEqual((await compile(withManaged(m), taggedRole({}))).policyArns, [])
+    })
+
+    it('sends by ARN a policy with a principal-tag variable both lack', async () => {
+      const m = managed({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::x-${aws:PrincipalTag/project}/*'})
+      assert.deepEqual((await compile(withManaged(m), taggedRole({}))).policyArns, [m.arn])
+      assert.deepEqual((await compile(withManaged(m), taggedRole({project: 'p1'}))).policyArns, [])
+    })
+  })
 })

@@ -20,11 +20,13 @@ import {globCovers, globIntersects, hasWildcard} from './glob.js'
 import {
   conditionEntries,
   escapeLiteralVariables,
-  hasPrincipalVariable,
+  inertInSession,
   isPrincipalKey,
   judgePrincipalCondition,
   PrincipalContext,
+  principalVariableKeys,
   resolvePrincipalVariables,
+  sameForSession,
 } from './principal.js'
 import {SESSION_POLICY_LIMIT, sessionPolicySize} from './size.js'
 import {canonicalJson, Origin, POLICY_VERSION, renderPolicy, sameCondition, Stmt, toStatement, toStmts} from './statement.js'
@@ -133,7 +135,7 @@ function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnin
     if (invalid > 0) warnings.push(`ignored ${invalid} statement(s) of ${origin.label} without Action or Resource (not valid in an identity policy)`)
     for (const s of stmts) {
       const r = resolveStatement(s, doc.Version, ctx, warnings)
-      if (r) out.push(r)
+      if (r) out.push(doc.Version === POLICY_VERSION && !s.notResource && s.resources.some(inertInSession) ? {...r, resolvedPrincipal: true} : r)
     }
   }
   return out
@@ -457,17 +459,24 @@ function originalCase(actions: string[], prefix: string): string {
 
 // ------------------------------------------------------------------ step f
 
-function eligibleForArn(p: ManagedPolicy, accountId: string): boolean {
+/**
+ * Whether a managed policy may go by ARN: same account or AWS managed, and every principal key
+ * or variable in it judged alike for the user and the session, except Resource entries the
+ * session cannot match at all (their resolved copies stay inline).
+ */
+function eligibleForArn(p: ManagedPolicy, accountId: string, ctx: PrincipalContext, roleTags: Record<string, string>): boolean {
   const arnAccount = /^arn:aws[a-z-]*:iam::([^:]*):policy\//.exec(p.arn)?.[1]
   if (arnAccount !== 'aws' && arnAccount !== accountId) return false
   if (p.document.Version !== POLICY_VERSION) return false
+  const alike = (text: string) => principalVariableKeys(text).every((k) => sameForSession(k, ctx, roleTags))
+  const strings = (v: unknown) => [v].flat().filter((x): x is string => typeof x === 'string')
   for (const s of statementsOf(p.document)) {
-    const texts = [s.Resource, s.NotResource].flat().filter((x): x is string => typeof x === 'string')
-    if (texts.some(hasPrincipalVariable)) return false
+    if (!strings(s.NotResource).every(alike)) return false
+    if (!strings(s.Resource).every((r) => inertInSession(r) || alike(r))) return false
     if (s.Condition)
       for (const {key, values} of conditionEntries(s.Condition)) {
-        if (isPrincipalKey(key)) return false
-        if ([values].flat().some((v) => typeof v === 'string' && hasPrincipalVariable(v))) return false
+        if (isPrincipalKey(key) && !sameForSession(key, ctx, roleTags)) return false
+        if (!strings(values).every(alike)) return false
       }
   }
   return true
@@ -525,14 +534,14 @@ export async function compileSessionPolicy(user: UserPolicies, role: RolePolicie
     if (on('policyArns') && work.arnsAllowed) {
       // Greedy: send by ARN the managed policies whose statements cost more than their ARN.
       const candidates = allManaged(user)
-        .filter((p) => eligibleForArn(p, options.accountId))
-        .map((p) => ({p, cost: afterBoundary.filter((s) => s.origin.managedArn === p.arn).reduce((n, s) => n + JSON.stringify(toStatement(s)).length + 1, 0)}))
+        .filter((p) => eligibleForArn(p, options.accountId, ctx, role.role.tags))
+        .map((p) => ({p, cost: afterBoundary.filter((s) => s.origin.managedArn === p.arn && !s.resolvedPrincipal).reduce((n, s) => n + JSON.stringify(toStatement(s)).length + 1, 0)}))
         .filter((c) => c.p.arn.length < c.cost)
         .sort((a, b) => b.cost - a.cost)
         .slice(0, 10)
       if (candidates.length > 0) {
         const byArn = new Set(candidates.map((c) => c.p.arn))
-        const rest = afterBoundary.filter((s) => !s.origin.managedArn || !byArn.has(s.origin.managedArn))
+        const rest = afterBoundary.filter((s) => !s.origin.managedArn || !byArn.has(s.origin.managedArn) || s.resolvedPrincipal)
         const withArns = await runCompression(rest)
         const arns = [...byArn]
         const size = (stmts: Stmt[], a: string[]) => sessionPolicySize(stmts.length > 0 ? renderPolicy(stmts) : null, a)

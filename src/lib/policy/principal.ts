@@ -36,6 +36,31 @@ export function principalValue(ctx: PrincipalContext, key: string): string | und
 
 const VARIABLE = /\$\{([^}]*)\}/g
 
+/** The principal keys of the variables in a text (lower case). */
+export const principalVariableKeys = (text: string): string[] =>
+  [...text.matchAll(VARIABLE)].map((m) => /^\s*([^,\s]+)/.exec(m[1])?.[1]?.toLowerCase() ?? '').filter((k) => k !== '' && isPrincipalKey(k))
+
+/**
+ * Whether a principal key has the same value for the IAM user and for a session of a role with
+ * these tags (and no session tags): then AWS judges it alike for both. Only principal tags can
+ * be alike (both absent, or equal); the user name, id, ARN and type always differ.
+ */
+export function sameForSession(key: string, ctx: PrincipalContext, roleTags: Record<string, string>): boolean {
+  const k = key.toLowerCase()
+  if (!k.startsWith('aws:principaltag/')) return false
+  const wanted = k.slice('aws:principaltag/'.length)
+  const hit = Object.keys(roleTags).find((t) => t.toLowerCase() === wanted)
+  return principalValue(ctx, k) === (hit === undefined ? undefined : roleTags[hit])
+}
+
+/**
+ * A Resource entry no role session can match: it holds `${aws:username}` without a default,
+ * and sessions have no aws:username. A managed policy with such entries may still go by ARN:
+ * in the session those entries grant (or deny) nothing, and the compiler sends their resolved
+ * copies inline.
+ */
+export const inertInSession = (text: string): boolean => [...text.matchAll(VARIABLE)].some((m) => /^\s*aws:username\s*$/i.test(m[1]))
+
 /**
  * Replaces the principal variables of one Resource or condition value with the user's values.
  * Other variables (request keys such as ${aws:SourceIp}) and the escapes ${*} ${?} ${$} stay.

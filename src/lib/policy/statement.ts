@@ -21,6 +21,8 @@ export interface Stmt {
   notResource: boolean
   condition?: ConditionBlock
   origin: Origin
+  /** A Resource entry held `${aws:username}` (resolved by step a): it stays inline even when its managed policy goes by ARN. */
+  resolvedPrincipal?: boolean
 }
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? [...v] : [v])
