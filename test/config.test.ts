@@ -187,9 +187,14 @@ const ALL_DEFAULTS: Config = {
     log_console: false,
     log_syslog: true,
     instance_role: null,
+    session_duration: 3600,
+    source_identity: true,
+    iam_cache_seconds: 300,
+    failure_cache_seconds: 30,
+    cache_max_entries: 10000,
   },
   method_UserRole: {role_name_pattern: 'user-{username}'},
-  method_CreateUserRole: {iam_name_pattern: '{username}', role_name_pattern: 'user-{username}', instance_role_linked: true},
+  method_CreateUserRole: {iam_name_pattern: '{username}', role_name_pattern: 'user-{username}', instance_role_linked: true, max_attached_policies: 10},
   method_RestrictedInstanceRole: {iam_name_pattern: '{username}', compress_user_policy: false},
   method_InstanceRole: {fail_safe: false, deny_assumerole: true, deny_secretsmanager: true},
   method_UserKeysSecretsManager: {},
@@ -247,9 +252,14 @@ describe('config', () => {
           log_console: true,
           log_syslog: false,
           instance_role: null,
+          session_duration: 3600,
+          source_identity: true,
+          iam_cache_seconds: 300,
+          failure_cache_seconds: 30,
+          cache_max_entries: 10000,
         },
         method_UserRole: {role_name_pattern: 'role-{username}'},
-        method_CreateUserRole: {iam_name_pattern: 'iam-{username}', role_name_pattern: 'created-iam-{username}', instance_role_linked: false},
+        method_CreateUserRole: {iam_name_pattern: 'iam-{username}', role_name_pattern: 'created-iam-{username}', instance_role_linked: false, max_attached_policies: 10},
         method_RestrictedInstanceRole: {iam_name_pattern: '{username}', compress_user_policy: true},
         method_InstanceRole: {fail_safe: true, deny_assumerole: false, deny_secretsmanager: false},
         method_UserKeysSecretsManager: {},
@@ -529,6 +539,21 @@ print(json.dumps(out))
         assertMentions(error, `${FILE}:2:`, '[general] daemon_port', `'${value}'`)
         assert.match(error.suggestion ?? '', /1 to 65535/)
       }
+    })
+
+    it('rejects a session duration past the one-hour cap of chained role sessions, and other bad counts', () => {
+      for (const [option, value, range] of [
+        ['session_duration', '7200', '900 to 3600'],
+        ['session_duration', '1h', '900 to 3600'],
+        ['iam_cache_seconds', '-5', '0 to 86400'],
+        ['cache_max_entries', '0', '1 to 10000000'],
+      ]) {
+        const error = rejects(`[general]\n${option} = ${value}\n`)
+        assertMentions(error, `[general] ${option}`, `'${value}'`)
+        assert.match(error.suggestion ?? '', new RegExp(range))
+      }
+      assertMentions(rejects('[method_CreateUserRole]\nmax_attached_policies = 25\n'), '[method_CreateUserRole] max_attached_policies', "'25'")
+      assert.equal(parseConfig('[general]\nsession_duration = 900\n', FILE).general.session_duration, 900)
     })
 
     it('rejects a value that is not a boolean', () => {

@@ -65,6 +65,17 @@ function parsePort(raw: string): number {
   return n
 }
 
+/** A whole number within [min, max]; `what` names the unit in the message. */
+function integerIn(min: number, max: number, what: string): (raw: string) => number {
+  return (raw) => {
+    const v = raw.trim()
+    if (!/^\+?\d+$/.test(v)) throw new ValueError(`not a whole number of ${what}`, `use an integer from ${min} to ${max}`)
+    const n = Number(v)
+    if (n < min || n > max) throw new ValueError(`${n} ${what} is out of range`, `use an integer from ${min} to ${max}`)
+    return n
+  }
+}
+
 function parseExecutablePath(raw: string): string {
   const v = raw.trim()
   if (!v.startsWith('/')) throw new ValueError('not an absolute path', 'give the full path, e.g. /sbin/iptables')
@@ -214,6 +225,36 @@ export const SCHEMA = {
       'ec2userkeyd',
       'The instance role (name or ARN). Unset: discovered with `sts:GetCallerIdentity`. Set: wins over discovery; needed offline (`--account`).',
     ),
+    session_duration: option(
+      integerIn(900, 3600, 'seconds'),
+      3600,
+      'ec2userkeyd',
+      'DurationSeconds of every AssumeRole (900–3600). The daemon calls AssumeRole with the instance role\'s own session, which is role chaining, and AWS caps chained sessions at one hour.',
+    ),
+    source_identity: option(
+      parseBoolean,
+      true,
+      'ec2userkeyd',
+      'Set the session\'s SourceIdentity to the UNIX user name (shown in CloudTrail, kept through further role chaining). Needs `sts:SetSourceIdentity` in the role\'s trust policy; where that is refused the daemon retries once without it and warns.',
+    ),
+    iam_cache_seconds: option(
+      integerIn(0, 86400, 'seconds'),
+      300,
+      'ec2userkeyd',
+      'How long IAM reads (users, roles, their policies) are reused before they are read again. Managed policy versions never change and are kept for good.',
+    ),
+    failure_cache_seconds: option(
+      integerIn(0, 3600, 'seconds'),
+      30,
+      'ec2userkeyd',
+      'How long a user\'s failed or refused lookup is remembered, so that one user cannot make the daemon hammer IAM and STS.',
+    ),
+    cache_max_entries: option(
+      integerIn(1, 10_000_000, 'entries'),
+      10000,
+      'ec2userkeyd',
+      'Upper bound on each cache (credentials, IAM reads); the least recently used entries go first.',
+    ),
   },
   method_UserRole: {
     role_name_pattern: option(parseNamePattern, 'user-{username}', 'python', 'Name of the role to assume for a user.'),
@@ -222,6 +263,12 @@ export const SCHEMA = {
     iam_name_pattern: option(parseNamePattern, '{username}', 'python', 'Name of the IAM user whose policies the role copies.'),
     role_name_pattern: option(parseNamePattern, 'user-{username}', 'python', 'Name of the per-user role to create and assume.'),
     instance_role_linked: option(parseBoolean, true, 'python', 'True: only the instance role may assume the user role; False: any role of the account.'),
+    max_attached_policies: option(
+      integerIn(1, 20, 'policies'),
+      10,
+      'ec2userkeyd',
+      "The account's quota of managed policies attached to one role (AWS's default is 10). Past it, the rest are copied into the role as inline policies.",
+    ),
   },
   method_RestrictedInstanceRole: {
     iam_name_pattern: option(parseNamePattern, '{username}', 'python', 'Name of the IAM user whose policies restrict the instance role.'),
