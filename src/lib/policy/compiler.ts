@@ -12,7 +12,7 @@
 //   f. policy-arns    managed policies passed by ARN where shorter and safe
 //   g. minify         minified JSON, Sids dropped
 // Without compression only a, b and g run: they are correctness, not size.
-import type {ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
+import type {IamUser, ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
 import type {ActionCatalog} from './catalog.js'
 import type {ConditionBlock, PolicyDocument} from './document.js'
 import {statementsOf} from './document.js'
@@ -139,6 +139,22 @@ function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnin
     }
   }
   return out
+}
+
+/**
+ * Step a on its own, for copying a user's policy into a role (roles sync): principal variables
+ * resolved for the IAM user, principal-key conditions decided for it. Sids are kept. The
+ * document is null when no statement of it can ever apply to the user.
+ */
+export function resolvePolicyForUser(document: PolicyDocument, user: IamUser, label: string): {document: PolicyDocument | null; warnings: string[]} {
+  const warnings: string[] = []
+  const ctx: PrincipalContext = {username: user.name, userid: user.id, arn: user.arn, tags: user.tags}
+  const {stmts, invalid} = toStmts(document, {label})
+  if (invalid > 0) warnings.push(`ignored ${invalid} statement(s) of ${label} without Action or Resource (not valid in an identity policy)`)
+  const kept = stmts.map((s) => resolveStatement(s, document.Version, ctx, warnings)).filter((s): s is Stmt => s !== null)
+  if (kept.length === 0) return {document: null, warnings}
+  // Always 2012-10-17: step a escapes the literal `${` of older documents for that version.
+  return {document: {Version: POLICY_VERSION, Statement: kept.map((s) => toStatement(s, {sid: true}))}, warnings}
 }
 
 // ------------------------------------------------------------------ set helpers
