@@ -543,8 +543,9 @@ print(json.dumps(out))
 
     it('rejects a session duration past the one-hour cap of chained role sessions, and other bad counts', () => {
       for (const [option, value, range] of [
-        ['session_duration', '7200', '900 to 3600'],
-        ['session_duration', '1h', '900 to 3600'],
+        ['session_duration', '7200', '1800 to 3600'],
+        ['session_duration', '900', '1800 to 3600'],
+        ['session_duration', '1h', '1800 to 3600'],
         ['iam_cache_seconds', '-5', '0 to 86400'],
         ['cache_max_entries', '0', '1 to 10000000'],
       ]) {
@@ -553,7 +554,7 @@ print(json.dumps(out))
         assert.match(error.suggestion ?? '', new RegExp(range))
       }
       assertMentions(rejects('[method_CreateUserRole]\nmax_attached_policies = 25\n'), '[method_CreateUserRole] max_attached_policies', "'25'")
-      assert.equal(parseConfig('[general]\nsession_duration = 900\n', FILE).general.session_duration, 900)
+      assert.equal(parseConfig('[general]\nsession_duration = 1800\n', FILE).general.session_duration, 1800)
     })
 
     it('rejects a value that is not a boolean', () => {

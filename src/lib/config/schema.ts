@@ -226,10 +226,10 @@ export const SCHEMA = {
       'The instance role (name or ARN). Unset: discovered with `sts:GetCallerIdentity`. Set: wins over discovery; needed offline (`--account`).',
     ),
     session_duration: option(
-      integerIn(900, 3600, 'seconds'),
+      integerIn(1800, 3600, 'seconds'),
       3600,
       'ec2userkeyd',
-      'DurationSeconds of every AssumeRole (900–3600). The daemon calls AssumeRole with the instance role\'s own session, which is role chaining, and AWS caps chained sessions at one hour.',
+      'DurationSeconds of every AssumeRole (1800–3600). The daemon calls AssumeRole with the instance role\'s own session, which is role chaining, and AWS caps chained sessions at one hour; SDKs refresh credentials in their last 15 minutes, so the daemon hands a set out only while more than max(15 min, 25% of its lifetime) remains, and shorter sessions would leave almost no time to serve them.',
     ),
     source_identity: option(
       parseBoolean,

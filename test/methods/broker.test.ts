@@ -1,0 +1,205 @@
+// The credential chain end to end in-process: the real SDK v3 clients against the AWS test
+// double, the cached live IAM source, the compiler, the credential cache.
+import assert from 'node:assert/strict'
+
+import {IAMClient} from '@aws-sdk/client-iam'
+import {STSClient} from '@aws-sdk/client-sts'
+
+import {CachedIamSource} from '../../src/lib/aws/cached.js'
+import {LiveIamSource} from '../../src/lib/aws/live.js'
+import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
+import {parseConfig} from '../../src/lib/config/load.js'
+import {CredentialBroker, IssueOutcome} from '../../src/lib/methods/broker.js'
+import {CredentialCache} from '../../src/lib/methods/cache.js'
+import type {MethodDeps} from '../../src/lib/methods/methods.js'
+import {createActionCatalog} from '../../src/lib/policy/catalog.js'
+import {AwsDouble, startAwsDouble} from '../support/aws-double/index.js'
+
+const accountFile = new URL('../../fixtures/account.json', import.meta.url).pathname
+const INSTANCE_ROLE = 'arn:aws:iam::123456789012:role/service-role/analytics-host'
+const DEMO_CONFIG = ['[general]', 'per_user_credential_methods = svc-backup: InstanceRole', '[method_RestrictedInstanceRole]', 'compress_user_policy = True', ''].join('\n')
+
+const users = {
+  alice: {name: 'alice', uid: 1001},
+  bob: {name: 'bob', uid: 1002},
+  erin: {name: 'erin', uid: 1005},
+  frank: {name: 'frank', uid: 1006}, // a local user with no IAM user
+  svcBackup: {name: 'svc-backup', uid: 998},
+}
+
+describe('the credential chain (through the AWS test double)', () => {
+  let double: AwsDouble
+  let iam: IAMClient
+  let sts: STSClient
+  let warnings: string[]
+
+  async function start(options: {packedPolicyLimit?: number} = {}) {
+    double = await startAwsDouble({snapshot: await loadAccountSnapshot(accountFile), instanceRole: 'analytics-host', ...options})
+    const common = {endpoint: double.url, region: 'us-east-1', credentials: double.instanceCredentials, retryMode: 'adaptive', maxAttempts: 2}
+    iam = new IAMClient(common)
+    sts = new STSClient(common)
+  }
+
+  function broker(configText = DEMO_CONFIG, extra: Partial<MethodDeps> = {}): CredentialBroker {
+    warnings = []
+    const source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 1000})
+    const deps: MethodDeps = {config: parseConfig(configText, 'test.conf'), source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), ...extra}
+    return new CredentialBroker(deps, new CredentialCache({maxEntries: 1000, failureTtlMs: 30_000}), {sleep: async () => {}, newRoleDelayMs: 0})
+  }
+
+  const issuedBy = (o: IssueOutcome) => (o.ok ? o.method : `none (${o.error ? `error in ${o.error.method}: ${o.error.message}` : o.skipped.map((s) => `${s.method}: ${s.reason}`).join('; ')})`)
+  const assumed = (roleArn: string) => double.assumeRoleLog.filter((r) => r.roleArn === roleArn)
+
+  beforeEach(() => start())
+  afterEach(async () => {
+    iam.destroy()
+    sts.destroy()
+    await double.stop()
+  })
+
+  it('gives alice her own role, named for her, with her SourceIdentity and an hour-long session', async () => {
+    const outcome = await broker().credentialsFor(users.alice)
+    assert.equal(issuedBy(outcome), 'UserRole')
+    assert.ok(outcome.ok)
+    assert.equal(outcome.roleArn, 'arn:aws:iam::123456789012:role/user-alice')
+    assert.match(outcome.credentials.arn, /assumed-role\/user-alice\/alice$/)
+    const [call] = assumed('arn:aws:iam::123456789012:role/user-alice')
+    assert.deepEqual(
+      {session: call.roleSessionName, source: call.sourceIdentity, duration: call.durationSeconds, policy: call.policy, result: call.result},
+      {session: 'alice', source: 'alice', duration: 3600, policy: undefined, result: 'ok'},
+    )
+  })
+
+  it('falls through for bob (no user-bob role) to the instance role restricted by his compiled session policy', async () => {
+    const outcome = await broker().credentialsFor(users.bob)
+    assert.equal(issuedBy(outcome), 'RestrictedInstanceRole')
+    assert.deepEqual(outcome.skipped.map((s) => s.method), ['UserRole'])
+    const [call] = assumed(INSTANCE_ROLE)
+    assert.equal(call.result, 'ok')
+    assert.ok(call.policy && call.policy.includes('"Statement"'), 'a session policy was sent')
+    assert.ok(call.policyArns.includes('arn:aws:iam::aws:policy/AmazonAthenaFullAccess'))
+  })
+
+  it('gives erin, whose IAM user may do nothing, no credentials at all, never the instance role', async () => {
+    const outcome = await broker().credentialsFor(users.erin)
+    assert.equal(outcome.ok, false)
+    assert.deepEqual(outcome.skipped.map((s) => s.method), ['UserRole', 'RestrictedInstanceRole', 'InstanceRole'])
+    assert.match(outcome.skipped[2].reason, /IAM user erin exists/)
+    assert.deepEqual(assumed(INSTANCE_ROLE), [], 'no AssumeRole on the instance role')
+  })
+
+  it('gives a local user without an IAM user the instance role less sts:AssumeRole and Secrets Manager', async () => {
+    const outcome = await broker().credentialsFor(users.frank)
+    assert.equal(issuedBy(outcome), 'InstanceRole')
+    const [call] = assumed(INSTANCE_ROLE)
+    const policy = JSON.parse(call.policy!)
+    assert.deepEqual(policy.Statement, [
+      {Effect: 'Allow', Action: '*', Resource: '*'},
+      {Effect: 'Deny', Action: ['sts:AssumeRole', 'secretsmanager:*'], Resource: '*'},
+    ])
+  })
+
+  it('sends svc-backup straight to InstanceRole by its per-user chain', async () => {
+    const outcome = await broker().credentialsFor(users.svcBackup)
+    assert.equal(issuedBy(outcome), 'InstanceRole')
+    assert.deepEqual(outcome.chain, {methods: ['InstanceRole'], source: 'user', rule: 'svc-backup'})
+    assert.equal(double.assumeRoleLog.length, 1)
+  })
+
+  it('fails closed when STS keeps throttling: no later method is tried', async () => {
+    double.inject({action: 'AssumeRole', code: 'Throttling', times: 10})
+    const outcome = await broker().credentialsFor(users.alice)
+    assert.equal(outcome.ok, false)
+    assert.ok(!outcome.ok && outcome.error?.method === 'UserRole', issuedBy(outcome))
+    assert.match(outcome.ok ? '' : outcome.error!.message, /throttled/i)
+    assert.deepEqual(assumed(INSTANCE_ROLE), [])
+  })
+
+  it('fails closed when IAM cannot be read for a user', async () => {
+    double.inject({action: 'GetUser', code: 'ServiceFailure', times: 10})
+    const outcome = await broker().credentialsFor(users.bob)
+    assert.ok(!outcome.ok && outcome.error?.method === 'RestrictedInstanceRole', issuedBy(outcome))
+    assert.deepEqual(assumed(INSTANCE_ROLE), [])
+  })
+
+  it('treats a session policy AWS finds too large once packed as not for the user, warns with its size, and still keeps the instance role from bob', async () => {
+    await double.stop()
+    await start({packedPolicyLimit: 200})
+    const outcome = await broker().credentialsFor(users.bob)
+    assert.equal(outcome.ok, false, issuedBy(outcome))
+    assert.equal(assumed(INSTANCE_ROLE).length, 1)
+    assert.equal(assumed(INSTANCE_ROLE)[0].result, 'PackedPolicyTooLarge')
+    assert.match(warnings.join('\n'), /too large once packed by AWS/)
+    assert.match(outcome.skipped.at(-1)!.reason, /IAM user bob exists/)
+  })
+
+  it('retries once without SourceIdentity when the role refuses it, warns, and remembers', async () => {
+    const role = double.snapshot.roles.get('user-alice')!
+    role.trustPolicy = {Version: '2012-10-17', Statement: [{Effect: 'Allow', Principal: {AWS: INSTANCE_ROLE}, Action: 'sts:AssumeRole'}]}
+    const b = broker()
+    assert.equal(issuedBy(await b.credentialsFor(users.alice)), 'UserRole')
+    assert.deepEqual(
+      assumed(role.arn).map((r) => [r.sourceIdentity, r.result]),
+      [
+        ['alice', 'AccessDenied'],
+        [undefined, 'ok'],
+      ],
+    )
+    assert.match(warnings.join('\n'), /refuses sts:SetSourceIdentity/)
+    // Another user of the same role pattern would be another role; the same role again goes straight without it
+    b.cache.stats.hits = 0
+    await b.credentialsFor(users.alice)
+    assert.equal(assumed(role.arn).length, 2, 'served from the cache')
+  })
+
+  it('makes 200 concurrent requests for one user cost exactly one AssumeRole', async () => {
+    const b = broker()
+    const outcomes = await Promise.all(Array.from({length: 200}, () => b.credentialsFor(users.alice)))
+    assert.ok(outcomes.every((o) => o.ok && o.method === 'UserRole'))
+    assert.equal(double.assumeRoleLog.length, 1)
+    assert.equal(new Set(outcomes.map((o) => (o.ok ? o.credentials.accessKeyId : ''))).size, 1)
+  })
+
+  it('answers a warm request for a restricted user without any AWS call', async () => {
+    const b = broker()
+    assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'RestrictedInstanceRole')
+    double.reset()
+    assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'RestrictedInstanceRole')
+    assert.deepEqual(
+      double.calls.map((c) => c.action),
+      [],
+    )
+  })
+
+  it('names sessions validly for any user name, and distinctly', async () => {
+    const outcome = await broker().credentialsFor({name: 'ab cd', uid: 1010})
+    assert.equal(issuedBy(outcome), 'InstanceRole')
+    const [call] = assumed(INSTANCE_ROLE)
+    assert.match(call.roleSessionName, /^ab_cd-[0-9a-f]{8}$/)
+    assert.equal(call.sourceIdentity, call.roleSessionName)
+  })
+
+  describe('when the instance role does not trust itself', () => {
+    beforeEach(() => {
+      const role = double.snapshot.roles.get('analytics-host')!
+      role.trustPolicy = {Version: '2012-10-17', Statement: [{Effect: 'Allow', Principal: {Service: 'ec2.amazonaws.com'}, Action: 'sts:AssumeRole'}]}
+    })
+    const upstream = async () => ({accessKeyId: 'ASIAUPSTREAM', secretAccessKey: 's', sessionToken: 't', expiration: new Date(Date.now() + 3_600_000), arn: INSTANCE_ROLE})
+
+    it('gives no credentials with fail_safe = True', async () => {
+      const outcome = await broker(`${DEMO_CONFIG}[method_InstanceRole]\nfail_safe = True\n`, {instanceCredentials: upstream}).credentialsFor(users.frank)
+      assert.equal(outcome.ok, false, issuedBy(outcome))
+    })
+
+    it("hands out the instance's own credentials with fail_safe = False, as the Python tool did, with a warning", async () => {
+      const outcome = await broker(`${DEMO_CONFIG}[method_InstanceRole]\nfail_safe = False\n`, {instanceCredentials: upstream}).credentialsFor(users.frank)
+      assert.ok(outcome.ok && outcome.credentials.accessKeyId === 'ASIAUPSTREAM', issuedBy(outcome))
+      assert.match(warnings.join('\n'), /fail_safe = False/)
+    })
+
+    it('never hands the instance credentials to a user with an IAM identity, even with fail_safe = False', async () => {
+      const outcome = await broker(`${DEMO_CONFIG}[method_InstanceRole]\nfail_safe = False\n`, {instanceCredentials: upstream}).credentialsFor(users.erin)
+      assert.equal(outcome.ok, false, issuedBy(outcome))
+    })
+  })
+})
