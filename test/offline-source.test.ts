@@ -285,7 +285,7 @@ describe('OfflineIamSource (the demo account)', () => {
     it('reads user-alice as a role ec2userkeyd manages, trusting only the instance role', async () => {
       const role = (await source.getRole('user-alice'))!
       assert.equal(role.arn, 'arn:aws:iam::123456789012:role/user-alice')
-      assert.deepEqual(role.tags, {'managed-by': 'ec2userkeyd'})
+      assert.deepEqual(role.tags, {'ec2userkeyd:managed': 'true', 'ec2userkeyd:iam-user': 'alice'})
       assert.deepEqual(statementsOf(role.trustPolicy), [
         {
           Effect: 'Allow',

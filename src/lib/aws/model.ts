@@ -78,6 +78,8 @@ export interface IamSource {
   getManagedPolicy(arn: string): Promise<ManagedPolicy | null>
   getInstanceRole(): Promise<InstanceRole>
   listUsers(): Promise<IamUser[]>
+  /** The members of an IAM group, sorted by name; null when no group has that name. */
+  listGroupUsers(groupName: string): Promise<IamUser[] | null>
 }
 
 export const byName = <T extends {name: string}>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)

@@ -114,4 +114,12 @@ export class OfflineIamSource implements IamSource {
   async listUsers(): Promise<IamUser[]> {
     return [...this.snapshot.users.values()].map(userOf).sort(byName)
   }
+
+  async listGroupUsers(groupName: string): Promise<IamUser[] | null> {
+    if (!this.snapshot.groups.has(groupName)) return null
+    return [...this.snapshot.users.values()]
+      .filter((u) => u.groups.includes(groupName))
+      .map(userOf)
+      .sort(byName)
+  }
 }

@@ -1,0 +1,213 @@
+// `roles sync`: the per-user roles of CreateUserRole, kept in step with their IAM users. For
+// one local user (what the daemon runs on demand) and for many (the command: bounded
+// concurrency, one user's failure never stops the others). Each user is read, planned and
+// checked in full before the first write, so a user that cannot be synced is left unchanged.
+import type {IAMClient} from '@aws-sdk/client-iam'
+import pLimit from 'p-limit'
+
+import {describeAwsError} from '../aws/errors.js'
+import type {IamSource} from '../aws/model.js'
+import {applyNamePattern, Config} from '../config/schema.js'
+import type {ErrorKind, UserError} from '../errors.js'
+import {iamUserName} from '../policy/dump.js'
+import {applyRolePlan} from './apply.js'
+import {desiredRole, isValidIamName, partitionOf} from './desired.js'
+import {planRoleSync, RoleChange} from './plan.js'
+import {RoleSelection, selectLocalUsers} from './select.js'
+
+export type {RoleChange, RoleChangeOp} from './plan.js'
+export type {RoleSelection} from './select.js'
+
+/** One user's role: an element of the command's JSON `roles` list. */
+export interface RoleSyncEntry {
+  /** The local (UNIX) user name. */
+  user: string
+  iamUser: string
+  role: string
+  roleArn: string
+  /** Whether the role existed before this run. */
+  exists: boolean
+  /** The changes made (with --dry-run: that would be made); on error, those made before it. */
+  changes: RoleChange[]
+  error: string | null
+}
+
+/** The command's JSON contract. */
+export interface RoleSyncResult {
+  dryRun: boolean
+  roles: RoleSyncEntry[]
+}
+
+export interface RoleSyncDeps {
+  source: IamSource
+  /** For the writes; null means plan only. */
+  iam: IAMClient | null
+  config: Config
+}
+
+export interface UserRoleSyncOptions {
+  dryRun: boolean
+  /** Take over a role of the user's role name that lacks the ec2userkeyd tag. */
+  adopt?: boolean
+}
+
+export type RoleSyncStatus = 'ok' | 'no-iam-user' | 'failed'
+
+export interface UserRoleSync {
+  entry: RoleSyncEntry
+  status: RoleSyncStatus
+  /** The kind of failure (its exit code), null when status is ok. */
+  failure: ErrorKind | null
+  /** Statements step a left out or widened, and similar notes for an admin. */
+  warnings: string[]
+}
+
+const oneLine = (e: UserError) => `${e.message}${e.suggestion ? ` (${e.suggestion})` : ''}`
+
+/**
+ * Plans and (unless dry-run or without a client) applies one local user's role. Never throws:
+ * every failure, AWS's or the user's own, is reported in the entry.
+ */
+export async function syncUserRole(
+  deps: RoleSyncDeps,
+  localUser: string,
+  options: UserRoleSyncOptions,
+): Promise<UserRoleSync> {
+  const settings = deps.config.method_CreateUserRole
+  const iamUser = iamUserName(settings.iam_name_pattern, localUser)
+  const roleName = applyNamePattern(settings.role_name_pattern, localUser)
+  const entry: RoleSyncEntry = {
+    user: localUser,
+    iamUser,
+    role: roleName,
+    roleArn: '',
+    exists: false,
+    changes: [],
+    error: null,
+  }
+  let warnings: string[] = []
+  const failed = (failure: ErrorKind, error: string): UserRoleSync => ({
+    entry: {...entry, error},
+    status: 'failed',
+    failure,
+    warnings,
+  })
+
+  try {
+    const instanceRole = await deps.source.getInstanceRole()
+    entry.roleArn = `arn:${partitionOf(instanceRole.arn)}:iam::${instanceRole.accountId}:role/${roleName}`
+    if (!isValidIamName(roleName))
+      return failed(
+        'usage',
+        `'${roleName}' (local user '${localUser}', [method_CreateUserRole] role_name_pattern '${settings.role_name_pattern}') is not a valid IAM role name: ` +
+          'use at most 64 letters, digits and +=,.@_-',
+      )
+    const [user, current] = await Promise.all([
+      isValidIamName(iamUser) ? deps.source.getUserPolicies(iamUser) : Promise.resolve(null),
+      deps.source.getRolePolicies(roleName),
+    ])
+    if (current) {
+      entry.roleArn = current.role.arn
+      entry.exists = true
+    }
+    if (!user)
+      return {
+        entry: {
+          ...entry,
+          error: `no IAM user '${iamUser}' (local user '${localUser}', [method_CreateUserRole] iam_name_pattern '${settings.iam_name_pattern}'): check the name and the pattern`,
+        },
+        status: 'no-iam-user',
+        failure: 'notFound',
+        warnings,
+      }
+
+    const desired = desiredRole(user, {roleName, config: deps.config, instanceRole})
+    warnings = desired.warnings
+    const plan = planRoleSync(desired, current, {adopt: options.adopt})
+    if (plan.error !== null) return failed('unexpected', plan.error)
+    if (options.dryRun || deps.iam === null || plan.changes.length === 0)
+      return {entry: {...entry, changes: plan.changes}, status: 'ok', failure: null, warnings}
+
+    const outcome = await applyRolePlan(deps.iam, desired, plan)
+    if (outcome.error)
+      return {
+        entry: {...entry, changes: outcome.applied, error: oneLine(outcome.error)},
+        status: 'failed',
+        failure: outcome.error.kind,
+        warnings,
+      }
+    return {entry: {...entry, changes: outcome.applied}, status: 'ok', failure: null, warnings}
+  } catch (error) {
+    const e = describeAwsError(error, `reading IAM for local user ${localUser}`)
+    return failed(e.kind, oneLine(e))
+  }
+}
+
+export interface SyncRolesOptions extends UserRoleSyncOptions {
+  /** Users synced at once (default 4). */
+  concurrency?: number
+  /** Called with 0 once the users are known, then after each user. */
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface SyncRolesReport {
+  result: RoleSyncResult
+  warnings: Array<{user: string; message: string}>
+  /**
+   * null when every user succeeded; else the kind every failure shares, or 'unexpected' when
+   * they differ. The command's exit status is this kind's code.
+   */
+  failure: ErrorKind | null
+}
+
+/**
+ * Syncs the selected users' roles. Fails as a whole only when the users cannot be listed or the
+ * instance role cannot be found; each user's own failure is in its entry.
+ */
+export async function syncRoles(
+  deps: RoleSyncDeps,
+  selection: RoleSelection,
+  options: SyncRolesOptions,
+): Promise<SyncRolesReport> {
+  await deps.source.getInstanceRole()
+  const users = await selectLocalUsers(deps.source, deps.config, selection)
+  const dryRun = options.dryRun || deps.iam === null
+
+  // Two local users whose pattern gives one role would fight over it.
+  const roleOf = (u: string) => applyNamePattern(deps.config.method_CreateUserRole.role_name_pattern, u)
+  const sharers = new Map<string, string[]>()
+  for (const u of users) sharers.set(roleOf(u), [...(sharers.get(roleOf(u)) ?? []), u])
+
+  const limit = pLimit(options.concurrency ?? 4)
+  let done = 0
+  options.onProgress?.(0, users.length)
+  const outcomes = await Promise.all(
+    users.map((u) =>
+      limit(async (): Promise<UserRoleSync> => {
+        const shared = sharers.get(roleOf(u))!
+        const outcome =
+          shared.length > 1
+            ? await syncUserRole({...deps, iam: null}, u, {dryRun: true}).then((o) => ({
+                ...o,
+                entry: {
+                  ...o.entry,
+                  changes: [],
+                  error: `local users ${shared.join(', ')} would all get role ${o.entry.role}: [method_CreateUserRole] role_name_pattern must contain {username}`,
+                },
+                status: 'failed' as const,
+                failure: 'usage' as const,
+              }))
+            : await syncUserRole(deps, u, {dryRun, adopt: options.adopt})
+        options.onProgress?.(++done, users.length)
+        return outcome
+      }),
+    ),
+  )
+
+  const kinds = new Set(outcomes.map((o) => o.failure).filter((k): k is ErrorKind => k !== null))
+  return {
+    result: {dryRun, roles: outcomes.map((o) => o.entry)},
+    warnings: outcomes.flatMap((o) => o.warnings.map((message) => ({user: o.entry.user, message}))),
+    failure: kinds.size === 0 ? null : kinds.size === 1 ? [...kinds][0] : 'unexpected',
+  }
+}
