@@ -11,6 +11,7 @@ import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
 import {parseConfig} from '../../src/lib/config/load.js'
 import {CredentialBroker, IssueOutcome} from '../../src/lib/methods/broker.js'
 import {CredentialCache} from '../../src/lib/methods/cache.js'
+import {roleSyncer} from '../../src/lib/methods/engine.js'
 import type {MethodDeps} from '../../src/lib/methods/methods.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {AwsDouble, startAwsDouble} from '../support/aws-double/index.js'
@@ -43,7 +44,8 @@ describe('the credential chain (through the AWS test double)', () => {
   function broker(configText = DEMO_CONFIG, extra: Partial<MethodDeps> = {}): CredentialBroker {
     warnings = []
     const source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 1000})
-    const deps: MethodDeps = {config: parseConfig(configText, 'test.conf'), source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), ...extra}
+    const config = parseConfig(configText, 'test.conf')
+    const deps: MethodDeps = {config, source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), syncRole: roleSyncer(config, source, iam), ...extra}
     return new CredentialBroker(deps, new CredentialCache({maxEntries: 1000, failureTtlMs: 30_000}), {sleep: async () => {}, newRoleDelayMs: 0})
   }
 
@@ -200,6 +202,44 @@ describe('the credential chain (through the AWS test double)', () => {
     it('never hands the instance credentials to a user with an IAM identity, even with fail_safe = False', async () => {
       const outcome = await broker(`${DEMO_CONFIG}[method_InstanceRole]\nfail_safe = False\n`, {instanceCredentials: upstream}).credentialsFor(users.erin)
       assert.equal(outcome.ok, false, issuedBy(outcome))
+    })
+  })
+
+  describe('CreateUserRole', () => {
+    const chain = '[general]\ncredential_methods = CreateUserRole, InstanceRole\n'
+    const WRITES = /^(Create|Put|Attach|Detach|Delete|Tag|Untag|Update)/
+
+    it("creates bob's role from his IAM user, then assumes it", async () => {
+      const outcome = await broker(chain).credentialsFor(users.bob)
+      assert.equal(issuedBy(outcome), 'CreateUserRole')
+      assert.ok(outcome.ok && outcome.roleArn === 'arn:aws:iam::123456789012:role/user-bob')
+      assert.ok(double.snapshot.roles.has('user-bob'), 'the role exists now')
+      assert.equal(assumed('arn:aws:iam::123456789012:role/user-bob').at(-1)!.result, 'ok')
+    })
+
+    it('changes nothing on the next request for the same user, and then makes no AWS call at all', async () => {
+      const b = broker(chain)
+      await b.credentialsFor(users.bob)
+      double.reset()
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'CreateUserRole')
+      assert.deepEqual(double.calls.filter((c) => WRITES.test(c.action) || c.action === 'AssumeRole').map((c) => c.action), [])
+      double.reset()
+      await b.credentialsFor(users.bob)
+      assert.deepEqual(double.calls.map((c) => c.action), [])
+    })
+
+    it('is not for a local user without an IAM user: the chain goes on', async () => {
+      const outcome = await broker(chain).credentialsFor(users.frank)
+      assert.equal(issuedBy(outcome), 'InstanceRole')
+      assert.equal(double.snapshot.roles.has('user-frank'), false)
+    })
+
+    it("fails closed when the user's role name is taken by a role ec2userkeyd does not manage", async () => {
+      const foreign = structuredClone(double.snapshot.roles.get('unrelated-lambda-role')!)
+      double.snapshot.roles.set('user-bob', {...foreign, name: 'user-bob', arn: 'arn:aws:iam::123456789012:role/user-bob', tags: {}})
+      const outcome = await broker(chain).credentialsFor(users.bob)
+      assert.ok(!outcome.ok && outcome.error?.method === 'CreateUserRole', issuedBy(outcome))
+      assert.deepEqual(assumed(INSTANCE_ROLE), [], 'no fall-through to the instance role')
     })
   })
 })

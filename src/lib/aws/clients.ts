@@ -21,5 +21,27 @@ export const FALLBACK_REGION = 'us-east-1'
 export function createAwsClients(options: AwsClientOptions): AwsClients {
   const region = options.env.AWS_REGION || options.env.AWS_DEFAULT_REGION || FALLBACK_REGION
   const common = {region, retryMode: 'adaptive', maxAttempts: options.maxAttempts ?? 6}
-  return {iam: new IAMClient(common), sts: new STSClient(common)}
+  const iam = new IAMClient(common)
+  reportQuotasAtOnce(iam)
+  return {iam, sts: new STSClient(common)}
+}
+
+/**
+ * IAM answers an exhausted quota (too many roles, attached policies...) with LimitExceeded,
+ * which the SDK names LimitExceededException and retries as throttling for some 20 seconds.
+ * A quota does not clear by waiting: rename the error inside the retry loop so it is reported
+ * at once (describeAwsError knows both names).
+ */
+export function reportQuotasAtOnce(iam: IAMClient): void {
+  iam.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args)
+      } catch (error) {
+        if ((error as {name?: string})?.name === 'LimitExceededException') (error as {name: string}).name = 'LimitExceeded'
+        throw error
+      }
+    },
+    {step: 'finalizeRequest', priority: 'low', name: 'reportQuotasAtOnce'},
+  )
 }

@@ -10,6 +10,8 @@ import {
   GetGroupPolicyCommand,
   GetRolePolicyCommand,
   IAMClient,
+  paginateGetGroup,
+  paginateListPolicies,
   paginateListAttachedGroupPolicies,
   paginateListAttachedRolePolicies,
   paginateListAttachedUserPolicies,
@@ -50,6 +52,9 @@ export interface LiveIamSourceOptions {
   instanceRoleRef: string | null
   /** Concurrent IAM requests at most (default 8). */
   concurrency?: number
+  /** How long the index of attached policies' default versions is reused (default 5 min). */
+  indexTtlMs?: number
+  now?: () => number
 }
 
 function tagsOf(tags: Tag[] | undefined): Tags {
@@ -69,6 +74,7 @@ export class LiveIamSource implements IamSource {
   private readonly limit: LimitFunction
   private readonly versions = new Map<string, Promise<PolicyDocument>>()
   private instanceRole?: Promise<InstanceRole>
+  private attached?: {index: Promise<Map<string, {name: string; versionId: string}> | null>; at: number}
 
   constructor(private readonly options: LiveIamSourceOptions) {
     this.iam = options.iam
@@ -97,16 +103,40 @@ export class LiveIamSource implements IamSource {
     }
   }
 
-  async getManagedPolicy(arn: string): Promise<ManagedPolicy | null> {
-    let policy
-    try {
-      policy = (await this.call(`iam:GetPolicy ${arn}`, () => this.iam.send(new GetPolicyCommand({PolicyArn: arn})))).Policy
-    } catch (error) {
-      if (isNoSuchEntity(error)) return null
-      throw error
+  /**
+   * Every attached policy's default version from one ListPolicies(OnlyAttached) call, so that a
+   * cold read goes straight to GetPolicyVersion instead of GetPolicy first: one round trip
+   * fewer per level of managed policies. Started with the first user or role read, reused for
+   * indexTtlMs; null when the caller may not list policies (then GetPolicy it is).
+   */
+  private attachedIndex(): Promise<Map<string, {name: string; versionId: string}> | null> {
+    const now = (this.options.now ?? Date.now)()
+    if (!this.attached || now - this.attached.at > (this.options.indexTtlMs ?? 300_000)) {
+      const index = this.call('iam:ListPolicies', () =>
+        collect(paginateListPolicies({client: this.iam, pageSize: 1000}, {OnlyAttached: true, Scope: 'All'}), (p) => p.Policies),
+      ).then(
+        (policies) => new Map(policies.filter((p) => p.Arn && p.PolicyName && p.DefaultVersionId).map((p) => [p.Arn!, {name: p.PolicyName!, versionId: p.DefaultVersionId!}])),
+        () => null,
+      )
+      this.attached = {index, at: now}
     }
-    const versionId = policy?.DefaultVersionId
-    if (!policy?.PolicyName || !versionId) throw new UserError('unexpected', `iam:GetPolicy ${arn} returned no default version`)
+    return this.attached.index
+  }
+
+  async getManagedPolicy(arn: string): Promise<ManagedPolicy | null> {
+    let policy = (await this.attachedIndex())?.get(arn)
+    if (!policy) {
+      let found
+      try {
+        found = (await this.call(`iam:GetPolicy ${arn}`, () => this.iam.send(new GetPolicyCommand({PolicyArn: arn})))).Policy
+      } catch (error) {
+        if (isNoSuchEntity(error)) return null
+        throw error
+      }
+      if (!found?.PolicyName || !found.DefaultVersionId) throw new UserError('unexpected', `iam:GetPolicy ${arn} returned no default version`)
+      policy = {name: found.PolicyName, versionId: found.DefaultVersionId}
+    }
+    const versionId = policy.versionId
     const key = `${arn}#${versionId}`
     let document = this.versions.get(key)
     if (!document) {
@@ -116,7 +146,7 @@ export class LiveIamSource implements IamSource {
       this.versions.set(key, document)
       document.catch(() => this.versions.delete(key))
     }
-    return {name: policy.PolicyName, arn, versionId, document: await document}
+    return {name: policy.name, arn, versionId, document: await document}
   }
 
   private async requiredManaged(arn: string, owner: string): Promise<ManagedPolicy> {
@@ -137,6 +167,7 @@ export class LiveIamSource implements IamSource {
   async getUserPolicies(userName: string): Promise<UserPolicies | null> {
     const iam = this.iam
     const owner = `user ${userName}`
+    void this.attachedIndex()
     // The user and its three lists in one round trip; for a missing user all four fail.
     const [user, inlineNames, attached, groups] = await Promise.allSettled([
       this.call(`iam:GetUser ${userName}`, () => iam.send(new GetUserCommand({UserName: userName}))).then((r) => r.User),
@@ -247,6 +278,7 @@ export class LiveIamSource implements IamSource {
   async getRolePolicies(roleName: string): Promise<RolePolicies | null> {
     const iam = this.iam
     const owner = `role ${roleName}`
+    void this.attachedIndex()
     const [role, names, attached] = await Promise.allSettled([
       this.getRole(roleName),
       this.call(`iam:ListRolePolicies ${roleName}`, () =>
@@ -315,6 +347,17 @@ export class LiveIamSource implements IamSource {
 
   async listUsers(): Promise<IamUser[]> {
     const users = await this.call('iam:ListUsers', () => collect(paginateListUsers({client: this.iam}, {}), (p) => p.Users))
+    return users.map((u) => this.userOf(u)).sort(byName)
+  }
+
+  async listGroupUsers(groupName: string): Promise<IamUser[] | null> {
+    let users: User[]
+    try {
+      users = await this.call(`iam:GetGroup ${groupName}`, () => collect(paginateGetGroup({client: this.iam}, {GroupName: groupName}), (p) => p.Users))
+    } catch (error) {
+      if (isNoSuchEntity(error)) return null
+      throw error
+    }
     return users.map((u) => this.userOf(u)).sort(byName)
   }
 }

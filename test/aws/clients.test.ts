@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict'
+
+import {CreateRoleCommand, IAMClient} from '@aws-sdk/client-iam'
+
+import {reportQuotasAtOnce} from '../../src/lib/aws/clients.js'
+import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
+import {AwsDouble, startAwsDouble} from '../support/aws-double/index.js'
+
+describe('the IAM client', () => {
+  let double: AwsDouble
+  beforeEach(async () => {
+    double = await startAwsDouble({snapshot: await loadAccountSnapshot(new URL('../../fixtures/account.json', import.meta.url).pathname), instanceRole: 'analytics-host'})
+  })
+  afterEach(() => double.stop())
+
+  it('reports an exhausted IAM quota at once instead of retrying it as throttling', async () => {
+    // Given IAM answering LimitExceeded (a quota) to CreateRole
+    const iam = new IAMClient({endpoint: double.url, region: 'us-east-1', credentials: double.instanceCredentials, retryMode: 'adaptive', maxAttempts: 3})
+    reportQuotasAtOnce(iam)
+    double.inject({action: 'CreateRole', code: 'LimitExceeded', times: 5})
+    // When a role is created
+    const error = await iam.send(new CreateRoleCommand({RoleName: 'user-x', AssumeRolePolicyDocument: '{}'})).catch((e: Error) => e)
+    // Then the one refusal is the answer
+    assert.equal((error as Error).name, 'LimitExceeded')
+    assert.equal(double.calls.filter((c) => c.action === 'CreateRole').length, 1)
+    iam.destroy()
+  })
+
+  it('still retries real throttling', async () => {
+    const iam = new IAMClient({endpoint: double.url, region: 'us-east-1', credentials: double.instanceCredentials, retryMode: 'adaptive', maxAttempts: 3})
+    reportQuotasAtOnce(iam)
+    double.inject({action: 'CreateRole', code: 'Throttling', times: 1})
+    await iam.send(new CreateRoleCommand({RoleName: 'user-x', AssumeRolePolicyDocument: JSON.stringify({Version: '2012-10-17', Statement: []})})).catch(() => undefined)
+    assert.ok(double.calls.filter((c) => c.action === 'CreateRole').length >= 2)
+    iam.destroy()
+  })
+})
