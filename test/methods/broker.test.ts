@@ -173,6 +173,14 @@ describe('the credential chain (through the AWS test double)', () => {
     )
   })
 
+  it('lets a user who gets nothing make no AWS call on the next requests (failures are remembered)', async () => {
+    const b = broker()
+    assert.equal((await b.credentialsFor(users.erin)).ok, false)
+    double.reset()
+    for (let i = 0; i < 10; i++) assert.equal((await b.credentialsFor(users.erin)).ok, false)
+    assert.deepEqual(double.calls.map((c) => c.action), [])
+  })
+
   it('names sessions validly for any user name, and distinctly', async () => {
     const outcome = await broker().credentialsFor({name: 'ab cd', uid: 1010})
     assert.equal(issuedBy(outcome), 'InstanceRole')

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict'
+
+import {CachedIamSource} from '../../src/lib/aws/cached.js'
+import type {IamRole, IamSource, UserPolicies} from '../../src/lib/aws/model.js'
+
+/** An IamSource that counts its reads; getUserPolicies can be made to fail. */
+function countingSource() {
+  const reads: string[] = []
+  let failing = false
+  let version = 0
+  const user = (name: string): UserPolicies => ({
+    user: {name, arn: `arn:aws:iam::123456789012:user/${name}`, id: `AIDA${version}`, path: '/', tags: {}, permissionsBoundaryArn: null},
+    inline: [],
+    managed: [],
+    groups: [],
+    permissionsBoundary: null,
+  })
+  const source = {
+    mode: 'live',
+    async getUserPolicies(name: string) {
+      reads.push(`user:${name}`)
+      await new Promise((resolve) => setImmediate(resolve))
+      if (failing) throw new Error('IAM unavailable')
+      version++
+      return name === 'ghost' ? null : user(name)
+    },
+    async getRole(name: string) {
+      reads.push(`role:${name}`)
+      return {name} as IamRole
+    },
+  } as unknown as IamSource
+  return {source, reads, fail: (f: boolean) => (failing = f)}
+}
+
+describe('cached IAM reads', () => {
+  let now = 0
+  const options = {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 100, now: () => now}
+  beforeEach(() => (now = 1_000_000))
+
+  it('reuses an answer for the TTL, then reads again', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const first = await cached.getUserPolicies('bob')
+    now += 299_000
+    assert.equal(await cached.getUserPolicies('bob'), first)
+    assert.equal(inner.reads.length, 1)
+    now += 2_000
+    assert.notEqual(await cached.getUserPolicies('bob'), first)
+    assert.equal(inner.reads.length, 2)
+  })
+
+  it('remembers that a user does not exist for the TTL too', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    assert.equal(await cached.getUserPolicies('ghost'), null)
+    assert.equal(await cached.getUserPolicies('ghost'), null)
+    assert.equal(inner.reads.length, 1)
+  })
+
+  it('shares one read among concurrent callers', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const answers = await Promise.all(Array.from({length: 50}, () => cached.getUserPolicies('bob')))
+    assert.equal(inner.reads.length, 1)
+    assert.ok(answers.every((a) => a === answers[0]))
+  })
+
+  it('remembers a failure briefly, then tries again', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    inner.fail(true)
+    await assert.rejects(cached.getUserPolicies('bob'), /IAM unavailable/)
+    await assert.rejects(cached.getUserPolicies('bob'), /IAM unavailable/)
+    assert.equal(inner.reads.length, 1)
+    inner.fail(false)
+    now += 31_000
+    assert.ok(await cached.getUserPolicies('bob'))
+    assert.equal(inner.reads.length, 2)
+  })
+
+  it('forgets a role when told it changed', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    await cached.getRole('user-bob')
+    cached.invalidateRole('user-bob')
+    await cached.getRole('user-bob')
+    assert.deepEqual(inner.reads, ['role:user-bob', 'role:user-bob'])
+  })
+})
