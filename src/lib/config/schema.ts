@@ -76,6 +76,16 @@ function integerIn(min: number, max: number, what: string): (raw: string) => num
   }
 }
 
+/** A unix socket path, or a loopback host:port: the admin listener must not face the network. */
+function parseAdminListen(raw: string): string | null {
+  const v = raw.trim()
+  if (v === '') return null
+  if (v.startsWith('/')) return v
+  const m = /^(127\.0\.0\.1|\[::1\]|localhost):(\d+)$/.exec(v)
+  if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return v
+  throw new ValueError('not a unix socket path or a loopback address', 'use e.g. /run/ec2userkeyd/admin.sock or 127.0.0.1:9808')
+}
+
 function parseExecutablePath(raw: string): string {
   const v = raw.trim()
   if (!v.startsWith('/')) throw new ValueError('not an absolute path', 'give the full path, e.g. /sbin/iptables')
@@ -248,6 +258,24 @@ export const SCHEMA = {
       30,
       'ec2userkeyd',
       'How long a user\'s failed or refused lookup is remembered, so that one user cannot make the daemon hammer IAM and STS.',
+    ),
+    require_imdsv2: option(
+      parseBoolean,
+      false,
+      'ec2userkeyd',
+      'Answer only IMDSv2 requests (with a token from `PUT /latest/api/token`); IMDSv1 requests get 401, as on an instance with HttpTokens = required.',
+    ),
+    deny_user_data: option(
+      parseBoolean,
+      false,
+      'ec2userkeyd',
+      'Answer 404 to `/latest/user-data` for every user but root (user data often holds bootstrap secrets).',
+    ),
+    admin_listen: option(
+      parseAdminListen,
+      null as string | null,
+      'ec2userkeyd',
+      'Where `serve` offers `/metrics` (Prometheus) and `/healthz`: a unix socket path (`/run/ec2userkeyd/admin.sock`) or a loopback `127.0.0.1:PORT`. Unset: no admin listener.',
     ),
     cache_max_entries: option(
       integerIn(1, 10_000_000, 'entries'),
