@@ -2,4 +2,7 @@
 // Runs the TypeScript sources directly (no build step), for development.
 import {execute} from '@oclif/core'
 
-await execute({development: true, dir: import.meta.url})
+import {fromPythonInvocation} from '../src/cli/python-invocation.ts'
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+await execute({development: true, dir: import.meta.url, args: fromPythonInvocation(process.argv.slice(2))})
