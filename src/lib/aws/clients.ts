@@ -13,6 +13,18 @@ export interface AwsClientOptions {
   /** The process environment (passed in so library code never reads process.env itself). */
   env: Record<string, string | undefined>
   maxAttempts?: number
+  /** Told of every AWS call once it is done (retries included), e.g. for metrics. */
+  onCall?: (call: AwsCallRecord) => void
+}
+
+export interface AwsCallRecord {
+  service: 'iam' | 'sts'
+  operation: string
+  seconds: number
+  /** The error name, when the call failed. */
+  error?: string
+  /** The SDK's retry count for this call. */
+  retries: number
 }
 
 /** IAM is a global service: without a configured region, use the partition's home region. */
@@ -22,8 +34,40 @@ export function createAwsClients(options: AwsClientOptions): AwsClients {
   const region = options.env.AWS_REGION || options.env.AWS_DEFAULT_REGION || FALLBACK_REGION
   const common = {region, retryMode: 'adaptive', maxAttempts: options.maxAttempts ?? 6}
   const iam = new IAMClient(common)
+  const sts = new STSClient(common)
   reportQuotasAtOnce(iam)
-  return {iam, sts: new STSClient(common)}
+  if (options.onCall) {
+    observeCalls(iam, 'iam', options.onCall)
+    observeCalls(sts, 'sts', options.onCall)
+  }
+  return {iam, sts}
+}
+
+type Handler = (args: unknown) => Promise<{output: unknown}>
+/** The part of an SDK client's middleware stack this module uses, for IAM and STS alike. */
+interface MiddlewareAdder {
+  add(middleware: (next: Handler, context: {commandName?: string}) => Handler, options: {step: 'initialize'; priority: 'high'; name: string}): void
+}
+
+/** Reports each call's operation, duration (retries included), outcome and retry count. */
+export function observeCalls(client: IAMClient | STSClient, service: AwsCallRecord['service'], onCall: (call: AwsCallRecord) => void): void {
+  ;(client.middlewareStack as unknown as MiddlewareAdder).add(
+    (next, context) => async (args) => {
+      const start = performance.now()
+      const operation = String(context.commandName ?? 'unknown').replace(/Command$/, '')
+      try {
+        const result = await next(args)
+        const retries = (result.output as {$metadata?: {attempts?: number}})?.$metadata?.attempts ?? 1
+        onCall({service, operation, seconds: (performance.now() - start) / 1000, retries: retries - 1})
+        return result
+      } catch (error) {
+        const e = error as {name?: string; $metadata?: {attempts?: number}}
+        onCall({service, operation, seconds: (performance.now() - start) / 1000, error: e?.name ?? 'Error', retries: (e?.$metadata?.attempts ?? 1) - 1})
+        throw error
+      }
+    },
+    {step: 'initialize', priority: 'high', name: 'observeCalls'},
+  )
 }
 
 /**

@@ -4,7 +4,7 @@
 import type {IAMClient} from '@aws-sdk/client-iam'
 
 import {CachedIamSource} from '../aws/cached.js'
-import {createAwsClients} from '../aws/clients.js'
+import {AwsCallRecord, createAwsClients} from '../aws/clients.js'
 import type {IamSource} from '../aws/model.js'
 import {createIamSource} from '../aws/source.js'
 import type {Config} from '../config/schema.js'
@@ -24,6 +24,7 @@ export interface EngineOptions {
   warn: (message: string) => void
   instanceCredentials?: () => Promise<Credentials>
   now?: () => number
+  onAwsCall?: (call: AwsCallRecord) => void
 }
 
 export interface Engine {
@@ -34,7 +35,8 @@ export interface Engine {
 
 export async function createEngine(options: EngineOptions): Promise<Engine> {
   const {config} = options
-  const inner = await createIamSource({config, accountFile: options.accountFile, instanceRole: options.instanceRole, env: options.env})
+  const clients = options.accountFile ? null : createAwsClients({env: options.env, onCall: options.onAwsCall})
+  const inner = await createIamSource({config, accountFile: options.accountFile, instanceRole: options.instanceRole, env: options.env, clients: clients ?? undefined})
   const live = inner.mode === 'live'
   const source = live
     ? new CachedIamSource(inner, {
@@ -44,7 +46,6 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         now: options.now,
       })
     : inner
-  const clients = live ? createAwsClients({env: options.env}) : null
   const deps: MethodDeps = {
     config,
     source,
