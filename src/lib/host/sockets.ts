@@ -1,0 +1,700 @@
+// Who owns a TCP connection: the uid and socket inode of the client's own socket, found in the
+// kernel by its exact 4-tuple. The daemon sees the client as (remoteAddress, remotePort); the
+// client's socket has as its peer either the address it dialled before iptables DNAT (the IMDS
+// address) or, for a direct connection, the listener. Exactly one live socket must match, or the
+// connection has no owner and gets no credentials.
+//
+// The kernel is asked through netlink sock_diag: one SOCK_DIAG_BY_FAMILY request for one exact
+// socket id (no dump) answers in microseconds whatever the number of sockets. /proc/net/tcp{,6},
+// where each read walks the whole socket hash and formats every socket (milliseconds with a few
+// sockets, ~100 ms with 10,000), is only the fallback where netlink can't be opened; `via` and
+// `fallbackReason` say which is in use.
+import {access, readFile} from 'node:fs/promises'
+import {isIPv4, isIPv6} from 'node:net'
+import {endianness} from 'node:os'
+import {promisify} from 'node:util'
+
+import {UserError} from '../errors.js'
+import type {LocalUser, UserDatabase} from './users.js'
+
+/** What the daemon knows about an accepted connection: a `net.Socket` fits as it is. */
+export interface ConnectionEndpoints {
+  /** The listener's address and port, as the accepted socket reports them. */
+  localAddress?: string
+  localPort?: number
+  /** The client's own address and port. */
+  remoteAddress?: string
+  remotePort?: number
+}
+
+export type SocketLookupMechanism = 'netlink' | 'proc'
+
+export interface SocketOwner {
+  uid: number
+  /** The client socket's inode (`socket:[N]` in /proc/PID/fd), for the audit record. */
+  inode: number
+  via: SocketLookupMechanism
+}
+
+export interface Endpoint {
+  address: string
+  port: number
+}
+
+/** One socket as the client's kernel socket sees it: local is the client, remote its peer. */
+export interface ClientSocketTuple {
+  family: 4 | 6
+  local: Endpoint
+  remote: Endpoint
+}
+
+/** Where clients dial the instance metadata service before iptables rewrites the destination. */
+export const IMDS_ENDPOINTS: readonly Endpoint[] = [
+  {address: '169.254.169.254', port: 80},
+  {address: 'fd00:ec2::254', port: 80},
+]
+
+export interface SocketOwnerFinderOptions {
+  /** 'auto' (default): netlink sock_diag, else /proc/net/tcp. 'netlink' or 'proc' insist on one. */
+  mechanism?: 'auto' | SocketLookupMechanism
+  /** How long a netlink request may stay unanswered before the lookup fails (default 1000). */
+  timeoutMs?: number
+  /** The destinations clients dial before DNAT (default IMDS_ENDPOINTS). */
+  originalDestinations?: readonly Endpoint[]
+  /** Where tcp and tcp6 are read by the fallback (default /proc/net). */
+  procNetDir?: string
+}
+
+export interface SocketOwnerFinder {
+  readonly via: SocketLookupMechanism
+  /** Why netlink is not in use, when 'auto' fell back to /proc: the daemon logs it once. */
+  readonly fallbackReason?: string
+  /**
+   * The owner of the client socket behind an accepted connection; null when no live socket or
+   * more than one matches. Rejects (a UserError, kind 'unavailable') when the kernel could not
+   * be asked: the connection then gets no credentials either.
+   */
+  findSocketOwner(connection: ConnectionEndpoints): Promise<SocketOwner | null>
+  /** Releases the netlink socket once any lookup in flight has finished. */
+  close(): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP states (include/net/tcp_states.h) and the ones a client of an accepted connection can be in
+
+const TCP_ESTABLISHED = 1
+const TCP_FIN_WAIT1 = 4
+const TCP_FIN_WAIT2 = 5
+
+/**
+ * The daemon accepts a connection only after the handshake, so the client's socket is
+ * ESTABLISHED; a client that half-closes after sending its request (shutdown(SHUT_WR)) is in
+ * FIN_WAIT1, then FIN_WAIT2, and still reads the answer. CLOSE_WAIT, LAST_ACK and CLOSING need a
+ * FIN from the daemon, which it sends only after answering; TIME_WAIT and CLOSE sockets have no
+ * owner; SYN_SENT and SYN_RECV are never accepted; a LISTEN socket is no client.
+ */
+const CLIENT_STATES = new Set([TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2])
+const CLIENT_STATE_MASK = (1 << TCP_ESTABLISHED) | (1 << TCP_FIN_WAIT1) | (1 << TCP_FIN_WAIT2)
+
+/** What the kernel says of one socket. */
+interface KernelSocket {
+  state: number
+  uid: number
+  inode: number
+}
+
+/** A socket its process still holds (an orphan, closed by its process, has inode 0). */
+const isLiveClient = (s: KernelSocket) => CLIENT_STATES.has(s.state) && s.inode !== 0
+
+/** Finds the sockets among those whose exact tuple is given: at most one per tuple. */
+interface TupleLookup {
+  find(tuples: readonly ClientSocketTuple[]): Promise<KernelSocket[]>
+  close(): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses: canonical text (dotted IPv4, RFC 5952 IPv6) so that tuples compare as strings;
+// IPv4-mapped IPv6 (::ffff:a.b.c.d, a dual-stack socket's view of IPv4) folds to IPv4.
+
+interface IpAddress {
+  family: 4 | 6
+  /** Network order, 4 or 16 bytes. */
+  bytes: Uint8Array
+}
+
+function parseIpAddress(text: string): IpAddress | null {
+  const bare = text.split('%')[0] // a zone id (fe80::1%eth0) does not take part in the tuple
+  if (isIPv4(bare)) return {family: 4, bytes: Uint8Array.from(bare.split('.').map(Number))}
+  if (!isIPv6(bare)) return null
+  let hex = bare
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(bare)
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(2).map(Number)
+    hex = `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const groupsOf = (s: string) => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)))
+  const halves = hex.split('::')
+  const head = groupsOf(halves[0])
+  const tail = halves.length === 2 ? groupsOf(halves[1]) : []
+  const groups =
+    halves.length === 2 ? [...head, ...Array<number>(8 - head.length - tail.length).fill(0), ...tail] : head
+  const bytes = new Uint8Array(16)
+  groups.forEach((g, i) => {
+    bytes[2 * i] = g >> 8
+    bytes[2 * i + 1] = g & 0xff
+  })
+  return foldMapped({family: 6, bytes})
+}
+
+/** An address as tuples carry it, with its bytes; remembered, since the same few recur. */
+interface CanonicalAddress extends IpAddress {
+  text: string
+}
+
+const canonicalAddresses = new Map<string, CanonicalAddress | null>()
+
+function canonicalAddress(text: string): CanonicalAddress | null {
+  let address = canonicalAddresses.get(text)
+  if (address === undefined) {
+    const parsed = parseIpAddress(text)
+    address = parsed && {...parsed, text: formatIpAddress(parsed)}
+    if (canonicalAddresses.size >= 1024) canonicalAddresses.clear()
+    canonicalAddresses.set(text, address)
+  }
+  return address
+}
+
+function foldMapped(address: IpAddress): IpAddress {
+  const b = address.bytes
+  if (address.family === 6 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff)
+    return {family: 4, bytes: b.slice(12)}
+  return address
+}
+
+function formatIpAddress({family, bytes}: IpAddress): string {
+  if (family === 4) return Array.from(bytes).join('.')
+  const groups = Array.from({length: 8}, (_, i) => (bytes[2 * i] << 8) | bytes[2 * i + 1])
+  let best = {start: -1, length: 1} // RFC 5952: the longest run of two or more zero groups, first wins
+  for (let i = 0; i < 8;) {
+    let j = i
+    while (j < 8 && groups[j] === 0) j++
+    if (j - i > best.length) best = {start: i, length: j - i}
+    i = j === i ? i + 1 : j
+  }
+  const hex = groups.map((g) => g.toString(16))
+  if (best.start < 0) return hex.join(':')
+  return `${hex.slice(0, best.start).join(':')}::${hex.slice(best.start + best.length).join(':')}`
+}
+
+const tupleKey = (t: ClientSocketTuple) =>
+  `${t.local.address}|${t.local.port}|${t.remote.address}|${t.remote.port}`
+
+const isPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p > 0 && p < 65536
+
+/**
+ * The exact tuples the client's own socket may have: its address and port, and as its peer the
+ * listener (a direct connection) or one of the original destinations (DNAT'd), in the client's
+ * address family. Empty when the connection's endpoints are unknown or malformed.
+ */
+export function clientSocketTuples(
+  connection: ConnectionEndpoints,
+  originalDestinations: readonly Endpoint[] = IMDS_ENDPOINTS,
+): ClientSocketTuple[] {
+  const {localAddress, localPort, remoteAddress, remotePort} = connection
+  if (localAddress === undefined || remoteAddress === undefined || !isPort(localPort) || !isPort(remotePort))
+    return []
+  const client = canonicalAddress(remoteAddress)
+  if (!client) return []
+  const local = {address: client.text, port: remotePort}
+  const tuples = new Map<string, ClientSocketTuple>()
+  for (const peer of [{address: localAddress, port: localPort}, ...originalDestinations]) {
+    const address = canonicalAddress(peer.address)
+    if (!address || address.family !== client.family || !isPort(peer.port)) continue
+    const tuple: ClientSocketTuple = {
+      family: client.family,
+      local,
+      remote: {address: address.text, port: peer.port},
+    }
+    tuples.set(tupleKey(tuple), tuple)
+  }
+  return [...tuples.values()]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The finder
+
+export async function openSocketOwnerFinder(
+  options: SocketOwnerFinderOptions = {},
+): Promise<SocketOwnerFinder> {
+  const mechanism = options.mechanism ?? 'auto'
+  const destinations = options.originalDestinations ?? IMDS_ENDPOINTS
+  let lookup: TupleLookup | undefined
+  let via: SocketLookupMechanism = 'netlink'
+  let netlinkFailure: string | undefined
+  if (mechanism !== 'proc') {
+    try {
+      lookup = await NetlinkSockDiag.open(options.timeoutMs ?? 1000)
+    } catch (error) {
+      netlinkFailure = (error as Error).message
+      if (mechanism === 'netlink')
+        throw new UserError(
+          'unavailable',
+          `cannot ask the kernel for socket owners through netlink sock_diag: ${netlinkFailure}`,
+          {cause: error},
+        )
+    }
+  }
+  if (!lookup) {
+    via = 'proc'
+    const dir = options.procNetDir ?? '/proc/net'
+    try {
+      lookup = await ProcNetTcp.open(dir)
+    } catch (error) {
+      const failures = [netlinkFailure && `netlink sock_diag: ${netlinkFailure}`, (error as Error).message]
+      throw new UserError(
+        'unavailable',
+        `cannot find socket owners: ${failures.filter(Boolean).join('; ')}`,
+        {
+          cause: error,
+        },
+      )
+    }
+  }
+  const fallbackReason =
+    netlinkFailure &&
+    `netlink sock_diag unavailable (${netlinkFailure}); reading /proc/net/tcp instead, which slows with many open sockets`
+  const tuples = lookup
+  return {
+    via,
+    fallbackReason,
+    async findSocketOwner(connection) {
+      const candidates = clientSocketTuples(connection, destinations)
+      if (candidates.length === 0) return null
+      const live = (await tuples.find(candidates)).filter(isLiveClient)
+      return live.length === 1 ? {uid: live[0].uid, inode: live[0].inode, via} : null
+    },
+    close: () => tuples.close(),
+  }
+}
+
+/** One lookup with a finder of its own (a command, a test); the daemon keeps one finder open. */
+export async function findSocketOwner(
+  connection: ConnectionEndpoints,
+  options: SocketOwnerFinderOptions = {},
+): Promise<SocketOwner | null> {
+  const finder = await openSocketOwnerFinder(options)
+  try {
+    return await finder.findSocketOwner(connection)
+  } finally {
+    await finder.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Netlink sock_diag through libc (koffi): socket, sendto, recv, poll, close
+
+const AF_INET = 2
+const AF_INET6 = 10
+const AF_NETLINK = 16
+const SOCK_DGRAM = 2
+const SOCK_NONBLOCK = 0o4000
+const SOCK_CLOEXEC = 0o2000000
+const NETLINK_SOCK_DIAG = 4
+const IPPROTO_TCP = 6
+const SOCK_DIAG_BY_FAMILY = 20
+const NLMSG_ERROR = 2
+const NLMSG_DONE = 3
+const NLM_F_REQUEST = 0x1
+const NLM_F_DUMP = 0x300
+const MSG_DONTWAIT = 0x40
+const POLLIN = 0x1
+const INET_DIAG_NOCOOKIE = 0xffffffff
+const EINTR = 4
+const EAGAIN = 11
+const ENOENT = 2
+
+const NLMSG_HEADER = 16
+/** nlmsghdr + inet_diag_req_v2 (family, protocol, ext, pad, states, inet_diag_sockid). */
+const REQUEST_LENGTH = NLMSG_HEADER + 56
+/** inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue, wqueue, uid, inode. */
+const DIAG_MSG_LENGTH = 72
+
+const HOST_LE = endianness() === 'LE'
+
+interface Libc {
+  socket(domain: number, type: number, protocol: number): number
+  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number): number
+  recv(fd: number, buf: Buffer, len: number, flags: number): number
+  pollAsync(fds: Buffer, nfds: number, timeoutMs: number): Promise<number>
+  close(fd: number): number
+  errno(): number
+  errnoName(errno: number): string
+}
+
+async function loadLibc(): Promise<Libc> {
+  const koffi = await import('koffi')
+  const libc = koffi.load(null) // the process's own libc: glibc or musl alike
+  const poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)')
+  const names = new Map(Object.entries(koffi.os.errno).map(([name, n]) => [n, name]))
+  return {
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    sendto: libc.func(
+      'intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
+    ),
+    recv: libc.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
+    pollAsync: promisify(poll.async) as (fds: Buffer, nfds: number, timeoutMs: number) => Promise<number>,
+    close: libc.func('int close(int fd)'),
+    errno: () => koffi.errno(),
+    errnoName: (n) => names.get(n) ?? `errno ${n}`,
+  }
+}
+
+const writeU16 = (b: Buffer, offset: number, v: number) =>
+  HOST_LE ? b.writeUInt16LE(v, offset) : b.writeUInt16BE(v, offset)
+const writeU32 = (b: Buffer, offset: number, v: number) =>
+  HOST_LE ? b.writeUInt32LE(v, offset) : b.writeUInt32BE(v, offset)
+const readU16 = (b: Buffer, offset: number) => (HOST_LE ? b.readUInt16LE(offset) : b.readUInt16BE(offset))
+const readU32 = (b: Buffer, offset: number) => (HOST_LE ? b.readUInt32LE(offset) : b.readUInt32BE(offset))
+const readI32 = (b: Buffer, offset: number) => (HOST_LE ? b.readInt32LE(offset) : b.readInt32BE(offset))
+
+/** Writes the nlmsghdr of a sock_diag request; the body follows at NLMSG_HEADER. */
+function writeHeader(b: Buffer, flags: number, seq: number) {
+  writeU32(b, 0, REQUEST_LENGTH)
+  writeU16(b, 4, SOCK_DIAG_BY_FAMILY)
+  writeU16(b, 6, flags)
+  writeU32(b, 8, seq)
+  writeU32(b, 12, 0) // nlmsg_pid: the kernel fills in ours
+}
+
+/**
+ * inet_diag_req_v2 for one exact socket: ports and addresses in network order, the rest host
+ * order. The kernel ignores the states mask on an exact lookup (we check the state in the
+ * answer); the cookie "none" asks for whatever socket has this id.
+ */
+function encodeExactRequest(b: Buffer, tuple: ClientSocketTuple, seq: number) {
+  b.fill(0)
+  writeHeader(b, NLM_F_REQUEST, seq)
+  const body = NLMSG_HEADER
+  b[body] = tuple.family === 4 ? AF_INET : AF_INET6
+  b[body + 1] = IPPROTO_TCP
+  writeU32(b, body + 4, CLIENT_STATE_MASK)
+  const id = body + 8
+  b.writeUInt16BE(tuple.local.port, id)
+  b.writeUInt16BE(tuple.remote.port, id + 2)
+  b.set(canonicalAddress(tuple.local.address)!.bytes, id + 4)
+  b.set(canonicalAddress(tuple.remote.address)!.bytes, id + 20)
+  writeU32(b, id + 40, INET_DIAG_NOCOOKIE)
+  writeU32(b, id + 44, INET_DIAG_NOCOOKIE)
+}
+
+/** The socket id an inet_diag_msg reports, in the canonical form of clientSocketTuples. */
+function decodeSocketId(b: Buffer, msg: number): {local: Endpoint; remote: Endpoint} {
+  const family = b[msg] === AF_INET ? 4 : 6
+  const length = family === 4 ? 4 : 16
+  const address = (offset: number) =>
+    formatIpAddress(foldMapped({family, bytes: b.subarray(offset, offset + length)}))
+  return {
+    local: {address: address(msg + 8), port: b.readUInt16BE(msg + 4)},
+    remote: {address: address(msg + 24), port: b.readUInt16BE(msg + 6)},
+  }
+}
+
+const lookupError = (message: string) =>
+  new UserError('unavailable', `socket owner lookup failed: ${message}; the connection gets no credentials`)
+
+class NetlinkSockDiag implements TupleLookup {
+  private readonly request = Buffer.alloc(REQUEST_LENGTH)
+  private readonly reply = Buffer.alloc(16 * 1024)
+  private readonly kernel = Buffer.alloc(12) // sockaddr_nl {AF_NETLINK, pad, pid 0 (the kernel), groups 0}
+  private readonly pollfd = Buffer.alloc(8) // struct pollfd {fd, events, revents}
+  private seq = 0
+  /** A request ended without its answer (a timeout, an error): a late reply may be queued. */
+  private unsettled = false
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  private constructor(
+    private readonly libc: Libc,
+    private readonly fd: number,
+    private readonly timeoutMs: number,
+  ) {
+    writeU16(this.kernel, 0, AF_NETLINK)
+    writeU32(this.pollfd, 0, fd)
+    writeU16(this.pollfd, 4, POLLIN)
+  }
+
+  static async open(timeoutMs: number): Promise<NetlinkSockDiag> {
+    let libc: Libc
+    try {
+      libc = await loadLibc()
+    } catch (error) {
+      throw new Error(`cannot load libc through koffi: ${(error as Error).message.split('\n')[0]}`)
+    }
+    const fd = libc.socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    if (fd < 0)
+      throw new Error(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) failed: ${libc.errnoName(libc.errno())}`)
+    const diag = new NetlinkSockDiag(libc, fd, timeoutMs)
+    try {
+      diag.probe()
+    } catch (error) {
+      libc.close(fd)
+      throw error
+    }
+    return diag
+  }
+
+  /**
+   * Without a TCP handler (tcp_diag not loaded and not loadable) every exact request would answer
+   * ENOENT, like "no such socket", and nobody would get credentials without a word in the log.
+   * A dump of no states costs the kernel nothing and tells the two apart.
+   */
+  private probe() {
+    this.request.fill(0)
+    writeHeader(this.request, NLM_F_REQUEST | NLM_F_DUMP, ++this.seq)
+    this.request[NLMSG_HEADER] = AF_INET
+    this.request[NLMSG_HEADER + 1] = IPPROTO_TCP
+    this.send()
+    // The kernel answers a netlink request before sendto returns.
+    for (;;) {
+      const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
+      if (n < 0)
+        throw new Error(`no answer to a sock_diag TCP request (${this.libc.errnoName(this.libc.errno())})`)
+      for (let at = 0; at + NLMSG_HEADER <= n;) {
+        const length = readU32(this.reply, at)
+        const type = readU16(this.reply, at + 4)
+        if (type === NLMSG_DONE) return
+        if (type === NLMSG_ERROR)
+          throw new Error(
+            `the kernel has no TCP handler for sock_diag (${this.libc.errnoName(-readI32(this.reply, at + NLMSG_HEADER))})`,
+          )
+        if (length < NLMSG_HEADER) break
+        at += (length + 3) & ~3
+      }
+    }
+  }
+
+  find(tuples: readonly ClientSocketTuple[]): Promise<KernelSocket[]> {
+    // One request at a time: the buffers are shared, and a reply is matched by sequence number.
+    const run = this.queue.then(async () => {
+      const found: KernelSocket[] = []
+      for (const tuple of tuples) {
+        const socket = await this.exchange(tuple)
+        if (socket) found.push(socket)
+      }
+      return found
+    })
+    this.queue = run.catch(() => {})
+    return run
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.queue
+    this.libc.close(this.fd)
+  }
+
+  /** A reply that came after its request timed out must not answer the next one. */
+  private discardLateReplies() {
+    while (this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT) >= 0) continue
+  }
+
+  private send() {
+    for (;;) {
+      if (this.libc.sendto(this.fd, this.request, REQUEST_LENGTH, 0, this.kernel, this.kernel.length) >= 0)
+        return
+      const errno = this.libc.errno()
+      if (errno !== EINTR) throw lookupError(`netlink sendto: ${this.libc.errnoName(errno)}`)
+    }
+  }
+
+  private async exchange(tuple: ClientSocketTuple): Promise<KernelSocket | null> {
+    if (this.closed) throw lookupError('the socket owner finder is closed')
+    if (this.unsettled) this.discardLateReplies()
+    this.unsettled = true
+    const seq = (this.seq = (this.seq + 1) >>> 0)
+    encodeExactRequest(this.request, tuple, seq)
+    this.send()
+    const deadline = Date.now() + this.timeoutMs
+    for (;;) {
+      const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
+      if (n < 0) {
+        const errno = this.libc.errno()
+        if (errno === EINTR) continue
+        if (errno !== EAGAIN) throw lookupError(`netlink recv: ${this.libc.errnoName(errno)}`)
+        // Normally unreachable (the kernel answers within sendto); wait off the event loop.
+        const remaining = deadline - Date.now()
+        if (remaining <= 0 || (await this.libc.pollAsync(this.pollfd, 1, remaining)) <= 0)
+          throw lookupError(`netlink sock_diag gave no answer within ${this.timeoutMs} ms`)
+        continue
+      }
+      const answer = this.decode(n, seq, tuple)
+      if (answer === 'not ours') continue
+      this.unsettled = false
+      return answer
+    }
+  }
+
+  /** Whether the inet_diag_msg at msg reports the socket id of the request in flight. */
+  private isRequestedId(msg: number, tuple: ClientSocketTuple): boolean {
+    const id = NLMSG_HEADER + 8 // ports, then source and destination addresses: 36 bytes
+    if (this.reply[msg] === this.request[NLMSG_HEADER])
+      return this.reply.compare(this.request, id, id + 36, msg + 4, msg + 40) === 0
+    // An IPv4 client's dual-stack socket answers as AF_INET6 with IPv4-mapped addresses.
+    return tupleKey({family: tuple.family, ...decodeSocketId(this.reply, msg)}) === tupleKey(tuple)
+  }
+
+  /** The answer to request `seq` in a datagram of n bytes, or 'not ours' for a stale reply. */
+  private decode(n: number, seq: number, tuple: ClientSocketTuple): KernelSocket | null | 'not ours' {
+    const b = this.reply
+    for (let at = 0; at + NLMSG_HEADER <= n;) {
+      const length = readU32(b, at)
+      if (length < NLMSG_HEADER || at + length > n) throw lookupError('malformed netlink reply')
+      if (readU32(b, at + 8) === seq) {
+        const type = readU16(b, at + 4)
+        if (type === NLMSG_ERROR) {
+          const errno = -readI32(b, at + NLMSG_HEADER)
+          if (errno === ENOENT) return null
+          throw lookupError(`sock_diag answered ${this.libc.errnoName(errno)}`)
+        }
+        if (type === SOCK_DIAG_BY_FAMILY) {
+          if (length < NLMSG_HEADER + DIAG_MSG_LENGTH) throw lookupError('short inet_diag_msg')
+          const msg = at + NLMSG_HEADER
+          // With no established socket of that id the kernel falls back to a listener on the
+          // port: only the exact id counts.
+          if (!this.isRequestedId(msg, tuple)) return null
+          return {state: b[msg + 1], uid: readU32(b, msg + 64), inode: readU32(b, msg + 68)}
+        }
+      }
+      at += (length + 3) & ~3
+    }
+    return 'not ours'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The /proc/net/tcp{,6} fallback
+
+/** One socket line of /proc/net/tcp or tcp6, addresses in the canonical form of clientSocketTuples. */
+export interface ProcTcpEntry {
+  family: 4 | 6
+  local: Endpoint
+  remote: Endpoint
+  state: number
+  uid: number
+  inode: number
+}
+
+/**
+ * The kernel prints each 32-bit word of an address as the hex of its in-memory value, so on a
+ * little-endian host each 8-digit group is the word's bytes reversed; ports are plain hex.
+ * Null for the header line or anything that is not a socket line.
+ */
+export function parseProcNetTcpLine(
+  line: string,
+  byteOrder: 'LE' | 'BE' = endianness(),
+): ProcTcpEntry | null {
+  //   sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode
+  const fields = line.trim().split(/\s+/)
+  if (fields.length < 10 || !/^\d+:$/.test(fields[0])) return null
+  const local = parseProcEndpoint(fields[1], byteOrder)
+  const remote = parseProcEndpoint(fields[2], byteOrder)
+  if (!local || !remote || local.family !== remote.family) return null
+  if (!/^[0-9A-Fa-f]{2}$/.test(fields[3]) || !/^\d+$/.test(fields[7]) || !/^\d+$/.test(fields[9])) return null
+  return {
+    family: local.family,
+    local: local.endpoint,
+    remote: remote.endpoint,
+    state: parseInt(fields[3], 16),
+    uid: Number(fields[7]),
+    inode: Number(fields[9]),
+  }
+}
+
+function parseProcEndpoint(text: string, byteOrder: 'LE' | 'BE'): {family: 4 | 6; endpoint: Endpoint} | null {
+  const match = /^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):([0-9A-Fa-f]{4})$/.exec(text)
+  if (!match) return null
+  const words = match[1].match(/.{8}/g)!
+  const bytes = new Uint8Array(words.length * 4)
+  words.forEach((word, i) => {
+    const value = parseInt(word, 16)
+    for (let k = 0; k < 4; k++)
+      bytes[i * 4 + k] = (value >>> (byteOrder === 'LE' ? 8 * k : 24 - 8 * k)) & 0xff
+  })
+  const address = foldMapped({family: words.length === 1 ? 4 : 6, bytes})
+  return {family: address.family, endpoint: {address: formatIpAddress(address), port: parseInt(match[2], 16)}}
+}
+
+class ProcNetTcp implements TupleLookup {
+  private constructor(private readonly dir: string) {}
+
+  static async open(dir: string): Promise<ProcNetTcp> {
+    try {
+      await access(`${dir}/tcp`)
+    } catch (error) {
+      throw new Error(
+        `${dir}/tcp cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      )
+    }
+    return new ProcNetTcp(dir)
+  }
+
+  async find(tuples: readonly ClientSocketTuple[]): Promise<KernelSocket[]> {
+    const wanted = new Set(tuples.map(tupleKey))
+    // An IPv4 client may hold a dual-stack IPv6 socket (it shows in tcp6 as ::ffff:a.b.c.d).
+    const files = tuples.some((t) => t.family === 4) ? ['tcp', 'tcp6'] : ['tcp6']
+    const found: KernelSocket[] = []
+    for (const file of files) {
+      for (const line of (await this.read(file)).split('\n')) {
+        const entry = parseProcNetTcpLine(line)
+        if (entry && wanted.has(tupleKey(entry)))
+          found.push({state: entry.state, uid: entry.uid, inode: entry.inode})
+      }
+    }
+    return found
+  }
+
+  async close(): Promise<void> {}
+
+  private async read(file: string): Promise<string> {
+    try {
+      return await readFile(`${this.dir}/${file}`, 'utf8')
+    } catch (error) {
+      if (file === 'tcp6' && (error as NodeJS.ErrnoException).code === 'ENOENT') return '' // no IPv6 in this kernel
+      throw lookupError(`cannot read ${this.dir}/${file}: ${(error as Error).message}`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// uid → name, cached: every request asks, and NSS (LDAP, SSSD) may be slow
+
+export interface UserNameCache {
+  /** The user with this uid, or null when the database has none; a failed look-up is not kept. */
+  userFor(uid: number): Promise<LocalUser | null>
+}
+
+export function cachedUserNames(
+  db: UserDatabase,
+  ttlMs: number,
+  options: {now?: () => number; maxEntries?: number} = {},
+): UserNameCache {
+  const now = options.now ?? Date.now
+  const maxEntries = options.maxEntries ?? 10_000
+  const entries = new Map<number, {expires: number; user: Promise<LocalUser | null>}>()
+  return {
+    userFor(uid) {
+      const cached = entries.get(uid)
+      if (cached && cached.expires > now()) return cached.user
+      entries.delete(uid)
+      const user = db.find({uid})
+      const entry = {expires: now() + ttlMs, user}
+      entries.set(uid, entry)
+      if (entries.size > maxEntries) entries.delete(entries.keys().next().value as number) // the oldest
+      user.catch(() => {
+        if (entries.get(uid) === entry) entries.delete(uid)
+      })
+      return user
+    },
+  }
+}
