@@ -1,0 +1,171 @@
+// `serve` wired: the credential engine, the IMDS application and its listener, the socket-owner
+// lookup, the admin listener (metrics, health), and reload and close. The command adds flags,
+// signals and logging sinks.
+import {createServer, Server} from 'node:http'
+import type {AddressInfo, Socket} from 'node:net'
+import {rm} from 'node:fs/promises'
+
+import type {Config, MethodName} from '../config/schema.js'
+import {UserError} from '../errors.js'
+import {cachedUserNames, Endpoint, openSocketOwnerFinder, SocketOwnerFinder} from '../host/sockets.js'
+import {nssUserDatabase, UserDatabase} from '../host/users.js'
+import {createImdsApp, ImdsApp} from '../imds/app.js'
+import {createImdsServer} from '../imds/server.js'
+import {TokenStore} from '../imds/tokens.js'
+import {ImdsUpstream} from '../imds/upstream.js'
+import {createEngine, Engine} from '../methods/engine.js'
+import type {Logger} from './log.js'
+import type {DaemonMetrics} from './metrics.js'
+
+export interface DaemonOptions {
+  config: Config
+  host: string
+  port: number
+  /** The real IMDS (http://169.254.169.254; tests point elsewhere). */
+  upstream: string
+  /** --instance-role, else [general] instance_role, else discovery. */
+  instanceRole?: string
+  env: Record<string, string | undefined>
+  logger: Logger
+  metrics: DaemonMetrics
+  /** Tests: the socket lookup mechanism and the destinations clients dialled before DNAT. */
+  ownerLookup?: {mechanism?: 'auto' | 'netlink' | 'proc'; originalDestinations?: readonly Endpoint[]}
+  users?: UserDatabase
+}
+
+export interface Daemon {
+  /** Where the IMDS listener listens. */
+  readonly address: AddressInfo
+  /** Where the admin listener listens (a path or host:port), if configured. */
+  readonly adminAddress: string | null
+  /** Swaps in a new, already validated configuration; caches start over. */
+  reload(config: Config): Promise<void>
+  /** Stops accepting, answers what is in flight, closes everything. */
+  close(): Promise<void>
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const {logger, metrics} = options
+  const upstream = new ImdsUpstream({baseUrl: options.upstream})
+  const tokens = new TokenStore()
+
+  const build = async (config: Config): Promise<{engine: Engine; app: ImdsApp}> => {
+    const engine = await createEngine({
+      config,
+      instanceRole: options.instanceRole,
+      env: options.env,
+      warn: (message) => logger.warn(message),
+      instanceCredentials: () => upstream.instanceCredentials(),
+      onAwsCall: (call) => {
+        metrics.awsCall(call)
+        logger.debug('aws call', {...call})
+      },
+    })
+    // The instance role is needed for every answer: find it now, or do not start.
+    const role = await engine.source.getInstanceRole()
+    logger.info('instance role', {roleArn: role.arn, source: role.source})
+    if (!config.method_InstanceRole.fail_safe && chainsOf(config).some((chain) => chain.includes('InstanceRole')))
+      logger.warn(
+        "fail_safe = False: when the instance role refuses to assume itself, InstanceRole hands out the instance's own, unrestricted credentials (the Python tool's behaviour)",
+      )
+    metrics.watchCache(() => engine.broker.cache.stats)
+    const app = createImdsApp({
+      broker: engine.broker,
+      instanceRoleName: async () => (await engine.source.getInstanceRole()).name,
+      upstream,
+      tokens,
+      config,
+      audit: (record) => {
+        metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000)
+        logger.log(record.outcome === 'error' ? 'ERROR' : 'INFO', 'credential request', {audit: true, ...record})
+      },
+      log: (record) => logger.debug('request', {...record}),
+      warn: (message) => logger.error(message),
+    })
+    return {engine, app}
+  }
+
+  let current = await build(options.config)
+  const finder: SocketOwnerFinder = await openSocketOwnerFinder(options.ownerLookup ?? {})
+  if (finder.fallbackReason) logger.warn(`socket owners are looked up in /proc/net/tcp (slow with many sockets): ${finder.fallbackReason}`)
+  else logger.info('socket owners are looked up with netlink sock_diag', {via: finder.via})
+  const names = cachedUserNames(options.users ?? nssUserDatabase(), 60_000)
+
+  // The listener's handler always reaches the current application, so a reload swaps it whole.
+  const app = {handle: ((...args) => current.app.handle(...args)) as ImdsApp['handle']} as ImdsApp
+  const server = createImdsServer(app, async (socket: Socket) => {
+    const owner = await finder.findSocketOwner(socket)
+    if (!owner) return null
+    return {uid: owner.uid, user: await names.userFor(owner.uid)}
+  })
+  await listen(server, options.port, options.host)
+  const address = server.address() as AddressInfo
+  logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
+
+  const admin = options.config.general.admin_listen ? await startAdmin(options.config.general.admin_listen, metrics) : null
+  if (admin) logger.info('admin listener', {address: admin.where})
+
+  return {
+    address,
+    adminAddress: admin?.where ?? null,
+    async reload(config) {
+      if (config.general.daemon_port !== options.config.general.daemon_port || config.general.admin_listen !== options.config.general.admin_listen)
+        logger.warn('daemon_port and admin_listen take effect at the next start, not on reload')
+      current = await build(config)
+      logger.info('configuration reloaded', {file: config.file})
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeIdleConnections()
+      await closed
+      await admin?.close()
+      await finder.close()
+      logger.info('stopped')
+    },
+  }
+}
+
+/** Every chain the configuration can select. */
+function chainsOf(config: Config): MethodName[][] {
+  const g = config.general
+  return [g.credential_methods, ...Object.values(g.per_user_credential_methods), ...g.per_uid_credential_methods.map((r) => r.methods)]
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (error: NodeJS.ErrnoException) =>
+      reject(
+        new UserError('unavailable', `cannot listen on ${host}:${port}: ${error.code ?? error.message}`, {
+          suggestion: error.code === 'EACCES' ? 'ports below 1024 need root (or CAP_NET_BIND_SERVICE)' : 'is another daemon running? (--port, [general] daemon_port)',
+        }),
+      )
+    server.once('error', failed)
+    server.listen(port, host, () => {
+      server.off('error', failed)
+      resolve()
+    })
+  })
+}
+
+/** /metrics and /healthz, on a unix socket (mode 0600) or a loopback port; nothing else. */
+async function startAdmin(where: string, metrics: DaemonMetrics): Promise<{where: string; close(): Promise<void>}> {
+  const server = createServer(async (req, res) => {
+    if (req.method !== 'GET') return void res.writeHead(405).end()
+    if (req.url === '/healthz') return void res.writeHead(200, {'content-type': 'text/plain'}).end('ok\n')
+    if (req.url === '/metrics') {
+      const body = await metrics.registry.metrics()
+      return void res.writeHead(200, {'content-type': metrics.registry.contentType}).end(body)
+    }
+    res.writeHead(404).end()
+  })
+  if (where.startsWith('/')) {
+    await rm(where, {force: true}) // a socket left by a crashed daemon
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(where, resolve))
+    const {chmod} = await import('node:fs/promises')
+    await chmod(where, 0o600)
+  } else {
+    const m = /^(.*):(\d+)$/.exec(where)!
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(m[2]), m[1].replace(/^\[|\]$/g, ''), resolve))
+  }
+  return {where, close: () => new Promise((resolve) => server.close(() => resolve()))}
+}
