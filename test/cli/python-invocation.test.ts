@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {fromPythonInvocation} from '../../src/cli/python-invocation.js'
+import {runCli} from '../support/cli.js'
 
 describe("the Python tool's invocation", () => {
   const cases: Array<[string[], string[]]> = [
@@ -17,5 +18,12 @@ describe("the Python tool's invocation", () => {
   it('leaves every other command line alone', () => {
     for (const argv of [['serve'], ['policy', 'dump', 'daemon'], ['resolve', '--user', 'daemon'], ['-x', 'daemon'], ['-f'], []])
       assert.deepEqual(fromPythonInvocation(argv), argv)
+  })
+
+  it('reaches serve from the command line as the Python tool was run', async () => {
+    // Given a config file that does not exist, `-f FILE daemon` fails as serve would, naming it
+    const result = await runCli(['-f', '/nonexistent/ec2userkeyd.conf', '-v', 'daemon'])
+    assert.equal(result.code, 2, result.stderr)
+    assert.match(result.stderr, /\/nonexistent\/ec2userkeyd\.conf/)
   })
 })
