@@ -113,4 +113,18 @@ describe('the credential cache', () => {
     await small.get('a', w.issue) // evicted: issued again
     assert.equal(w.issuedCount(), before + 1)
   })
+
+  it('refreshes recently active keys in the background without waiting for a request, and leaves idle ones', async () => {
+    const w = world()
+    await w.cache.get('active', w.issue)
+    await w.cache.get('idle', w.issue)
+    w.advance(10 * MIN)
+    await w.cache.get('active', w.issue) // asked again: active
+    w.advance(14 * MIN) // past the refresh point (22.5 min) of both
+    assert.equal(w.cache.refreshActive(20 * MIN), 1, 'only the key asked for within 20 minutes')
+    await w.settle()
+    assert.equal(w.issuedCount(), 3)
+    assert.equal((await w.cache.get('active', w.issue)).accessKeyId, 'AKIA3')
+    assert.equal(w.cache.refreshActive(20 * MIN), 0, 'fresh now: nothing to do')
+  })
 })

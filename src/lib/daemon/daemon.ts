@@ -102,6 +102,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const address = server.address() as AddressInfo
   logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
 
+  // Users whose SDKs asked within two session lifetimes find fresh credentials when they come back.
+  const refresher = setInterval(() => {
+    const active = 2 * current.engine.deps.config.general.session_duration * 1000
+    const started = current.engine.broker.cache.refreshActive(active)
+    if (started > 0) logger.debug('background refresh', {started})
+  }, 30_000)
+  refresher.unref()
+
   const admin = options.config.general.admin_listen ? await startAdmin(options.config.general.admin_listen, metrics) : null
   if (admin) logger.info('admin listener', {address: admin.where})
 
@@ -115,6 +123,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger.info('configuration reloaded', {file: config.file})
     },
     async close() {
+      clearInterval(refresher)
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
       await closed

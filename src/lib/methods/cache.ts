@@ -27,6 +27,9 @@ interface Entry {
   issuedAt?: number
   inflight?: Promise<Credentials>
   failure?: {error: unknown; until: number}
+  /** When the entry was last asked for, and how to issue it again (for refreshActive). */
+  lastAsked?: number
+  issue?: () => Promise<Credentials>
 }
 
 export interface CacheStats {
@@ -58,6 +61,8 @@ export class CredentialCache {
       entry = {}
       this.store.set(key, entry)
     }
+    entry.lastAsked = now
+    entry.issue = issue
     const held = entry.credentials
     if (held && entry.issuedAt !== undefined) {
       const {serveUntil, refreshFrom} = windows(entry.issuedAt, held.expiration.getTime())
@@ -88,6 +93,25 @@ export class CredentialCache {
     if (entry.inflight) return entry.inflight
     this.stats.misses++
     return this.start(key, entry, issue)
+  }
+
+  /**
+   * Refreshes, in the background, the credentials of keys asked for within `activeWithinMs` that
+   * are past their refresh point: SDKs come back only near expiry, and should then find fresh
+   * credentials waiting rather than wait for an AssumeRole. Returns how many refreshes started.
+   */
+  refreshActive(activeWithinMs: number): number {
+    const now = this.now()
+    let started = 0
+    for (const [key, entry] of this.store.entries()) {
+      if (!entry.credentials || entry.issuedAt === undefined || !entry.issue || entry.inflight) continue
+      if (entry.lastAsked === undefined || now - entry.lastAsked > activeWithinMs) continue
+      if (entry.failure && now < entry.failure.until) continue
+      if (now < windows(entry.issuedAt, entry.credentials.expiration.getTime()).refreshFrom) continue
+      started++
+      this.start(key, entry, entry.issue).catch((error) => this.options.warn?.(`background refresh of ${describeKey(key)} failed: ${message(error)}`))
+    }
+    return started
   }
 
   private start(key: string, entry: Entry, issue: () => Promise<Credentials>): Promise<Credentials> {
