@@ -259,6 +259,12 @@ export const SCHEMA = {
       'ec2userkeyd',
       'How long a user\'s failed or refused lookup is remembered, so that one user cannot make the daemon hammer IAM and STS.',
     ),
+    keep_rules_on_exit: option(
+      parseBoolean,
+      false,
+      'ec2userkeyd',
+      "Leave the iptables rules in place when `serve` stops, so that users' metadata requests fail instead of reaching the real IMDS while the daemon is down (fail closed).",
+    ),
     require_imdsv2: option(
       parseBoolean,
       false,
