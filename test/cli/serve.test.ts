@@ -93,7 +93,7 @@ describe('ec2userkeyd serve', function () {
     adminPort = await freePort()
     configFile = join(mkdtempSync(join(tmpdir(), 'ec2userkeyd-serve-')), 'ec2userkeyd.conf')
     writeConfig()
-    daemon = spawn(process.execPath, ['bin/run.js', 'serve', '--config', configFile, '--port', String(port), '--upstream', upstream.url], {
+    daemon = spawn(process.execPath, ['bin/run.js', 'serve', '--no-iptables', '--config', configFile, '--port', String(port), '--upstream', upstream.url], {
       cwd: repoRoot,
       env: childEnv(double),
       stdio: ['ignore', 'ignore', 'pipe'],

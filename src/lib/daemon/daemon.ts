@@ -21,6 +21,8 @@ export interface DaemonOptions {
   config: Config
   host: string
   port: number
+  /** Also listen on [::1] at the same port, where ip6tables sends [fd00:ec2::254]:80 (skipped, with a warning, where ::1 can't be had). */
+  ipv6Loopback?: boolean
   /** The real IMDS (http://169.254.169.254; tests point elsewhere). */
   upstream: string
   /** --instance-role, else [general] instance_role, else discovery. */
@@ -36,6 +38,8 @@ export interface DaemonOptions {
 export interface Daemon {
   /** Where the IMDS listener listens. */
   readonly address: AddressInfo
+  /** Where the [::1] listener listens, if it was asked for and could be opened. */
+  readonly ipv6Address: AddressInfo | null
   /** Where the admin listener listens (a path or host:port), if configured. */
   readonly adminAddress: string | null
   /** Swaps in a new, already validated configuration; caches start over. */
@@ -93,14 +97,28 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   // The listener's handler always reaches the current application, so a reload swaps it whole.
   const app = {handle: ((...args) => current.app.handle(...args)) as ImdsApp['handle']} as ImdsApp
-  const server = createImdsServer(app, async (socket: Socket) => {
+  const lookup = async (socket: Socket) => {
     const owner = await finder.findSocketOwner(socket)
     if (!owner) return null
     return {uid: owner.uid, user: await names.userFor(owner.uid)}
-  })
+  }
+  const server = createImdsServer(app, lookup)
   await listen(server, options.port, options.host)
   const address = server.address() as AddressInfo
   logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
+  const servers = [server]
+  let ipv6Address: AddressInfo | null = null
+  if (options.ipv6Loopback) {
+    const server6 = createImdsServer(app, lookup)
+    try {
+      await listen(server6, address.port, '::1')
+      ipv6Address = server6.address() as AddressInfo
+      servers.push(server6)
+      logger.info('listening', {address: ipv6Address.address, port: ipv6Address.port})
+    } catch (error) {
+      logger.warn(`not listening on [::1]:${address.port}, so IPv6 metadata requests are not answered: ${(error as Error).message}`)
+    }
+  }
 
   // Users whose SDKs asked within two session lifetimes find fresh credentials when they come back.
   const refresher = setInterval(() => {
@@ -115,6 +133,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   return {
     address,
+    ipv6Address,
     adminAddress: admin?.where ?? null,
     async reload(config) {
       if (config.general.daemon_port !== options.config.general.daemon_port || config.general.admin_listen !== options.config.general.admin_listen)
@@ -124,9 +143,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
     async close() {
       clearInterval(refresher)
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeIdleConnections()
-      await closed
+      const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+      for (const s of servers) s.closeIdleConnections()
+      await Promise.all(closed)
       await admin?.close()
       await finder.close()
       logger.info('stopped')
