@@ -1,0 +1,126 @@
+// The systemd unit in packaging/: what it must keep (root, the capabilities and socket families
+// the daemon uses, none of the sandboxing options that would break it), and `systemd-analyze
+// verify` on it where systemd is installed.
+import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {repoRoot} from './support/cli.js'
+
+const UNIT = join(repoRoot, 'packaging', 'ec2userkeyd.service')
+const EXEC_START = 'ExecStart=/usr/local/bin/ec2userkeyd serve'
+
+/** The unit's settings by section, each key with all its values in order (comments dropped). */
+function parseUnit(text: string): Map<string, Map<string, string[]>> {
+  const sections = new Map<string, Map<string, string[]>>()
+  let current: Map<string, string[]> | undefined
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim()
+    if (trimmed === '' || trimmed.startsWith('#') || trimmed.startsWith(';')) continue
+    const section = /^\[(.+)\]$/.exec(trimmed)
+    if (section) {
+      current = new Map()
+      sections.set(section[1], current)
+      continue
+    }
+    const setting = /^([A-Za-z]+)=(.*)$/.exec(trimmed)
+    assert.ok(setting && current, `not a setting in a section: ${line}`)
+    current.set(setting[1], [...(current.get(setting[1]) ?? []), setting[2]])
+  }
+  return sections
+}
+
+describe('packaging/ec2userkeyd.service', () => {
+  const text = readFileSync(UNIT, 'utf8')
+  const unit = parseUnit(text)
+  const service = unit.get('Service')!
+  const words = (key: string) => (service.get(key) ?? []).join(' ').split(/\s+/).filter(Boolean)
+
+  it('starts `ec2userkeyd serve` as root before user sessions, and restarts it on failure', () => {
+    // Given the unit as shipped
+    // Then it runs the daemon from where the README's install puts it, as root
+    assert.ok(text.split('\n').includes(EXEC_START), `the unit must say ${EXEC_START}`)
+    for (const key of ['User', 'Group', 'DynamicUser'])
+      assert.equal(service.get(key), undefined, `${key}= would take root away`)
+    assert.deepEqual(service.get('Type'), ['simple'])
+    assert.deepEqual(service.get('ExecReload'), ['/bin/kill -HUP $MAINPID'])
+    assert.deepEqual(service.get('Restart'), ['on-failure'])
+    // And it is ordered before logins, after the network, and wanted by multi-user.target
+    assert.deepEqual(unit.get('Unit')!.get('Before'), ['systemd-user-sessions.service'])
+    assert.deepEqual(unit.get('Unit')!.get('After'), ['network-online.target'])
+    assert.deepEqual(unit.get('Unit')!.get('Wants'), ['network-online.target'])
+    assert.deepEqual(unit.get('Install')!.get('WantedBy'), ['multi-user.target'])
+    // And /run/ec2userkeyd exists for admin_listen's socket
+    assert.deepEqual(service.get('RuntimeDirectory'), ['ec2userkeyd'])
+  })
+
+  it('sandboxes the daemon without taking away what it needs', () => {
+    // Given the unit as shipped
+    // Then root keeps exactly the capabilities for netfilter, iptables-legacy's raw socket and port 808
+    assert.deepEqual(words('CapabilityBoundingSet').sort(), [
+      'CAP_NET_ADMIN',
+      'CAP_NET_BIND_SERVICE',
+      'CAP_NET_RAW',
+    ])
+    // And the socket families: syslog, NSS and the admin socket; the listeners and AWS; sock_diag and nftables
+    assert.deepEqual(words('RestrictAddressFamilies').sort(), [
+      'AF_INET',
+      'AF_INET6',
+      'AF_NETLINK',
+      'AF_UNIX',
+    ])
+    for (const [key, value] of Object.entries({
+      NoNewPrivileges: 'yes',
+      ProtectSystem: 'strict',
+      ReadOnlyPaths: '/run',
+      ProtectHome: 'yes',
+      PrivateTmp: 'yes',
+      PrivateDevices: 'yes',
+      ProtectKernelTunables: 'yes',
+      ProtectKernelModules: 'yes',
+      ProtectControlGroups: 'yes',
+      SystemCallFilter: '@system-service',
+      SystemCallErrorNumber: 'EPERM',
+    }))
+      assert.deepEqual(service.get(key), [value], `${key}=${value}`)
+    // And none of the options that would break it: the host's network and users, /proc/net, V8's JIT
+    for (const key of [
+      'PrivateNetwork',
+      'PrivateUsers',
+      'IPAddressDeny',
+      'RestrictNetworkInterfaces',
+      'ProcSubset',
+      'MemoryDenyWriteExecute',
+    ])
+      assert.equal(service.get(key), undefined, `${key}= must not be set`)
+  })
+
+  it('passes `systemd-analyze verify`', function () {
+    if (spawnSync('sh', ['-c', 'command -v systemd-analyze']).status !== 0) {
+      console.log('      (skipped: systemd-analyze is not installed; apt-get install systemd)')
+      return this.skip()
+    }
+    // Given the unit with ExecStart pointed at this checkout's bin/run.js: verify insists that
+    // every Exec*= program exists, and /usr/local/bin/ec2userkeyd only does once it is installed.
+    // Everything else, ExecStartPre's /bin/sh and ExecReload's /bin/kill included, is checked as it stands.
+    const dir = mkdtempSync(join(tmpdir(), 'ec2userkeyd-unit-'))
+    try {
+      const copy = join(dir, 'ec2userkeyd.service')
+      writeFileSync(copy, text.replace(EXEC_START, `ExecStart="${join(repoRoot, 'bin', 'run.js')}" serve`))
+      // When systemd checks it
+      const result = spawnSync('systemd-analyze', ['verify', '--man=no', copy], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
+      // Then it loads without an error or a warning (verify exits 0 on unknown keys, but names them)
+      assert.equal(result.error, undefined, String(result.error))
+      assert.equal(result.status, 0, result.stderr)
+      assert.equal(result.stderr, '')
+      assert.equal(result.stdout, '')
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})
