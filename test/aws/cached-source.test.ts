@@ -37,7 +37,7 @@ describe('cached IAM reads', () => {
   const options = {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 100, now: () => now}
   beforeEach(() => (now = 1_000_000))
 
-  it('reuses an answer for the TTL, then reads again', async () => {
+  it('reuses an answer for the TTL, then answers with it while reading again in the background', async () => {
     const inner = countingSource()
     const cached = new CachedIamSource(inner.source, options)
     const first = await cached.getUserPolicies('bob')
@@ -45,8 +45,32 @@ describe('cached IAM reads', () => {
     assert.equal(await cached.getUserPolicies('bob'), first)
     assert.equal(inner.reads.length, 1)
     now += 2_000
+    assert.equal(await cached.getUserPolicies('bob'), first, 'no wait on IAM')
+    await new Promise((resolve) => setImmediate(resolve))
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(inner.reads.length, 2)
+    assert.notEqual(await cached.getUserPolicies('bob'), first, 'the new answer')
+  })
+
+  it('waits for a fresh read once an answer is more than two TTLs old', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const first = await cached.getUserPolicies('bob')
+    now += 600_001
     assert.notEqual(await cached.getUserPolicies('bob'), first)
     assert.equal(inner.reads.length, 2)
+  })
+
+  it('keeps answering with the known value while background reads fail, within its window', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const first = await cached.getUserPolicies('bob')
+    inner.fail(true)
+    now += 301_000
+    assert.equal(await cached.getUserPolicies('bob'), first)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    assert.equal(await cached.getUserPolicies('bob'), first)
+    assert.equal(inner.reads.length, 2, 'a failed background read is not retried at once')
   })
 
   it('remembers that a user does not exist for the TTL too', async () => {

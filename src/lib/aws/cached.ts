@@ -1,5 +1,5 @@
 // IAM reads for the daemon: each answer (a user's policies, a role, ...) is reused for a short
-// TTL, concurrent reads of the same thing share one fetch, failures are remembered briefly
+// TTL and, for one more TTL, answered at once while it is read again in the background; concurrent reads of the same thing share one fetch, failures are remembered briefly
 // (so one user cannot make the daemon hammer IAM), and the cache is bounded. Managed policy
 // versions are cached for good by the live source itself (a version never changes).
 import {LRUCache} from 'lru-cache'
@@ -13,7 +13,7 @@ export interface CachedIamSourceOptions {
   now?: () => number
 }
 
-type Slot = {value: unknown; until: number} | {error: unknown; until: number}
+type Slot = {value: unknown; until: number; retryAfter?: number} | {error: unknown; until: number}
 
 export class CachedIamSource implements IamSource {
   readonly mode: IamSource['mode']
@@ -31,10 +31,23 @@ export class CachedIamSource implements IamSource {
   }
 
   private cached<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const now = this.now()
     const slot = this.store.get(key)
-    if (slot && this.now() < slot.until) return 'error' in slot ? Promise.reject(slot.error) : Promise.resolve(slot.value as T)
-    const pending = this.inflight.get(key)
-    if (pending) return pending as Promise<T>
+    if (slot && now < slot.until) return 'error' in slot ? Promise.reject(slot.error) : Promise.resolve(slot.value as T)
+    // Expired within one more TTL: answer with what is known and read again in the background,
+    // so a request never waits on IAM for data it had a moment ago.
+    if (slot && 'value' in slot && now < slot.until + this.options.ttlMs) {
+      if (!this.inflight.has(key) && !(slot.retryAfter !== undefined && now < slot.retryAfter))
+        this.fetch(key, load).catch(() => {
+          slot.retryAfter = this.now() + this.options.failureTtlMs
+        })
+      return Promise.resolve(slot.value as T)
+    }
+    return (this.inflight.get(key) as Promise<T> | undefined) ?? this.fetch(key, load)
+  }
+
+  private fetch<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const stale = this.store.get(key)
     const flight = load().then(
       (value) => {
         this.store.set(key, {value, until: this.now() + this.options.ttlMs})
@@ -42,7 +55,9 @@ export class CachedIamSource implements IamSource {
         return value
       },
       (error: unknown) => {
-        this.store.set(key, {error, until: this.now() + this.options.failureTtlMs})
+        // A failed background read keeps the stale value for the rest of its window.
+        if (!(stale && 'value' in stale && this.now() < stale.until + this.options.ttlMs))
+          this.store.set(key, {error, until: this.now() + this.options.failureTtlMs})
         this.inflight.delete(key)
         throw error
       },

@@ -81,9 +81,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       audit: (record) => {
         metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000)
-        logger.log(record.outcome === 'error' ? 'ERROR' : 'INFO', 'credential request', {audit: true, ...record})
+        logger.audit('credential request', {...record})
       },
-      log: (record) => logger.debug('request', {...record}),
+      // Request records are built only when they will be written.
+      log: logger.level === 'DEBUG' ? (record) => logger.debug('request', {...record}) : undefined,
       warn: (message) => logger.error(message),
     })
     return {engine, app}

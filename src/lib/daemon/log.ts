@@ -19,6 +19,8 @@ export interface Logger {
   info(msg: string, fields?: LogFields): void
   warn(msg: string, fields?: LogFields): void
   error(msg: string, fields?: LogFields): void
+  /** An audit record: written whatever the log level (at INFO), since audit is not chatter. */
+  audit(msg: string, fields: LogFields): void
   /** The minimum level written. */
   readonly level: LogLevel
 }
@@ -33,10 +35,13 @@ export function redact(fields: LogFields): LogFields {
 export function createLogger(options: {level: LogLevel; sinks: LogSink[]; now?: () => Date}): Logger {
   const min = RANK[options.level]
   const now = options.now ?? (() => new Date())
-  const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
-    if (RANK[level] < min || options.sinks.length === 0) return
+  const write = (level: LogLevel, msg: string, fields: LogFields) => {
+    if (options.sinks.length === 0) return
     const line = JSON.stringify({time: now().toISOString(), level, msg, ...redact(fields)})
     for (const sink of options.sinks) sink.write(level, line)
+  }
+  const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
+    if (RANK[level] >= min) write(level, msg, fields)
   }
   return {
     level: options.level,
@@ -45,6 +50,7 @@ export function createLogger(options: {level: LogLevel; sinks: LogSink[]; now?: 
     info: (m, f) => log('INFO', m, f),
     warn: (m, f) => log('WARNING', m, f),
     error: (m, f) => log('ERROR', m, f),
+    audit: (m, f) => write('INFO', m, {audit: true, ...f}),
   }
 }
 
