@@ -36,12 +36,20 @@ export interface FakeImds {
   stop(): Promise<void>
 }
 
+export interface FakeImdsOptions {
+  /** Where to listen: default 127.0.0.1 on a free port (the end-to-end test: 169.254.169.254:80). */
+  host?: string
+  port?: number
+  /** The instance role's credentials to serve (default: fixed fakes, INSTANCE_KEY, that no AWS double accepts). */
+  instanceCredentials?: {accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: Date}
+}
+
 /**
  * A lenient IMDS: a trailing slash is ignored (the spelling that leaked credentials through the
  * Python tool), dates and `latest` are both versions. It demands an IMDSv2 token on every GET,
  * so every passed-through request shows whether the daemon used its own session.
  */
-export async function startFakeImds(): Promise<FakeImds> {
+export async function startFakeImds(options: FakeImdsOptions = {}): Promise<FakeImds> {
   const requests: UpstreamRequest[] = []
   const tokens = new Set<string>()
   let hanging = false
@@ -51,10 +59,10 @@ export async function startFakeImds(): Promise<FakeImds> {
     Code: 'Success',
     LastUpdated: '2026-11-23T10:00:00Z',
     Type: 'AWS-HMAC',
-    AccessKeyId: INSTANCE_KEY,
-    SecretAccessKey: INSTANCE_SECRET,
-    Token: 'instance-session-token',
-    Expiration: '2026-11-23T16:00:00Z',
+    AccessKeyId: options.instanceCredentials?.accessKeyId ?? INSTANCE_KEY,
+    SecretAccessKey: options.instanceCredentials?.secretAccessKey ?? INSTANCE_SECRET,
+    Token: options.instanceCredentials?.sessionToken ?? 'instance-session-token',
+    Expiration: options.instanceCredentials?.expiration.toISOString().replace(/\.\d{3}Z$/, 'Z') ?? '2026-11-23T16:00:00Z',
   }
   const pretty = (o: object) => JSON.stringify(o, null, 2).replace(/": /g, '" : ')
   const documents: Record<string, [string, string]> = {
@@ -119,11 +127,12 @@ export async function startFakeImds(): Promise<FakeImds> {
     const doc = documents[rest]
     return doc ? send(200, doc[0], doc[1]) : send(404, 'text/html', 'not found')
   })
-  server.listen(0, '127.0.0.1')
+  const host = options.host ?? '127.0.0.1'
+  server.listen(options.port ?? 0, host)
   await once(server, 'listening')
   const {port} = server.address() as AddressInfo
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     requests,
     credentialRequests: () =>
       requests.filter((r) => {
