@@ -97,6 +97,8 @@ export default class ServeCommand extends BaseCommand {
     process.on('SIGHUP', async () => {
       try {
         const next = await this.loadConfig(flags)
+        // A file that vanished (e.g. mid-replace) must not silently turn into all defaults.
+        if (config.file !== null && next.file === null) throw new Error(`${config.file} is missing`)
         await daemon.reload(next)
         config = next
       } catch (error) {

@@ -9,6 +9,7 @@
 // where each read walks the whole socket hash and formats every socket (milliseconds with a few
 // sockets, ~100 ms with 10,000), is only the fallback where netlink can't be opened; `via` and
 // `fallbackReason` say which is in use.
+import {readdirSync, readFileSync} from 'node:fs'
 import {access, readFile} from 'node:fs/promises'
 import {isIPv4, isIPv6} from 'node:net'
 import {endianness} from 'node:os'
@@ -371,7 +372,7 @@ function writeHeader(b: Buffer, flags: number, seq: number) {
  * order. The kernel ignores the states mask on an exact lookup (we check the state in the
  * answer); the cookie "none" asks for whatever socket has this id.
  */
-function encodeExactRequest(b: Buffer, tuple: ClientSocketTuple, seq: number) {
+function encodeExactRequest(b: Buffer, tuple: ClientSocketTuple, seq: number, ifindex = 0) {
   b.fill(0)
   writeHeader(b, NLM_F_REQUEST, seq)
   const body = NLMSG_HEADER
@@ -383,8 +384,36 @@ function encodeExactRequest(b: Buffer, tuple: ClientSocketTuple, seq: number) {
   b.writeUInt16BE(tuple.remote.port, id + 2)
   b.set(canonicalAddress(tuple.local.address)!.bytes, id + 4)
   b.set(canonicalAddress(tuple.remote.address)!.bytes, id + 20)
+  // The interface: an exact lookup sees a socket bound to an interface (SO_BINDTODEVICE, open
+  // to unprivileged users since Linux 5.7) only when asked with that interface's index.
+  writeU32(b, id + 36, ifindex)
   writeU32(b, id + 40, INET_DIAG_NOCOOKIE)
   writeU32(b, id + 44, INET_DIAG_NOCOOKIE)
+}
+
+/**
+ * Every interface index of this network namespace (/sys/class/net), re-read at most every few
+ * seconds: users cannot create interfaces in it, but admins can.
+ */
+let interfaces: {indexes: number[]; at: number} | null = null
+function interfaceIndexes(): number[] {
+  const now = Date.now()
+  if (interfaces && now - interfaces.at < 5000) return interfaces.indexes
+  const indexes: number[] = []
+  try {
+    for (const name of readdirSync('/sys/class/net')) {
+      try {
+        const index = Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim())
+        if (Number.isInteger(index) && index > 0) indexes.push(index)
+      } catch {
+        // an interface that went away between the two reads
+      }
+    }
+  } catch (error) {
+    throw lookupError(`cannot list the network interfaces (/sys/class/net): ${(error as Error).message}`)
+  }
+  interfaces = {indexes, at: now}
+  return indexes
 }
 
 /** The socket id an inet_diag_msg reports, in the canonical form of clientSocketTuples. */
@@ -476,12 +505,15 @@ class NetlinkSockDiag implements TupleLookup {
   find(tuples: readonly ClientSocketTuple[]): Promise<KernelSocket[]> {
     // One request at a time: the buffers are shared, and a reply is matched by sequence number.
     const run = this.queue.then(async () => {
-      const found: KernelSocket[] = []
-      for (const tuple of tuples) {
-        const socket = await this.exchange(tuple)
-        if (socket) found.push(socket)
-      }
-      return found
+      // Each tuple once unbound and once per interface: a socket bound to an interface that
+      // shares the tuple must count, or "exactly one" could name another user's socket.
+      const found = new Map<number, KernelSocket>()
+      for (const tuple of tuples)
+        for (const ifindex of [0, ...interfaceIndexes()]) {
+          const socket = await this.exchange(tuple, ifindex)
+          if (socket) found.set(socket.inode, socket)
+        }
+      return [...found.values()]
     })
     this.queue = run.catch(() => {})
     return run
@@ -508,12 +540,12 @@ class NetlinkSockDiag implements TupleLookup {
     }
   }
 
-  private async exchange(tuple: ClientSocketTuple): Promise<KernelSocket | null> {
+  private async exchange(tuple: ClientSocketTuple, ifindex: number): Promise<KernelSocket | null> {
     if (this.closed) throw lookupError('the socket owner finder is closed')
     if (this.unsettled) this.discardLateReplies()
     this.unsettled = true
     const seq = (this.seq = (this.seq + 1) >>> 0)
-    encodeExactRequest(this.request, tuple, seq)
+    encodeExactRequest(this.request, tuple, seq, ifindex)
     this.send()
     const deadline = Date.now() + this.timeoutMs
     for (;;) {
