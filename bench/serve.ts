@@ -43,6 +43,7 @@ import {createMetrics} from '../src/lib/daemon/metrics.js'
 import {startFakeImds} from '../test/imds/fake-imds.js'
 import {startAwsDouble, UNSET_ENV} from '../test/support/aws-double/index.js'
 import type {ClientPhase, ClientPlan, ClientReport, ClientResult} from './serve-client.js'
+import {raiseFdLimit} from './fd-limit.js'
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -280,21 +281,7 @@ ceiling.answer(first.daemon.body!)
 double.reset()
 const warmStart = Date.now()
 
-/** Raises the soft fd limit to the hard one (bench/sockets); returns it. */
-async function raiseFdLimit(): Promise<number> {
-  const koffi = await import('koffi')
-  const libc = koffi.load(null)
-  const getrlimit = libc.func('int getrlimit(int resource, _Out_ uint64_t *rlim)')
-  const setrlimit = libc.func('int setrlimit(int resource, const uint64_t *rlim)')
-  const RLIMIT_NOFILE = 7
-  const limit = new BigUint64Array(2)
-  getrlimit(RLIMIT_NOFILE, limit)
-  limit[0] = limit[1]
-  setrlimit(RLIMIT_NOFILE, limit)
-  getrlimit(RLIMIT_NOFILE, limit)
-  return Number(limit[0])
-}
-const fdLimit = await raiseFdLimit()
+const fdLimit = raiseFdLimit()
 const socketLines = () =>
   ['/proc/net/tcp', '/proc/net/tcp6'].reduce(
     (n, file) => n + readFileSync(file, 'utf8').split('\n').length - 2,

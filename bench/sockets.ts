@@ -8,6 +8,7 @@ import {readFileSync} from 'node:fs'
 import net from 'node:net'
 
 import {ConnectionEndpoints, SocketOwnerFinder, openSocketOwnerFinder} from '../src/lib/host/sockets.js'
+import {raiseFdLimit} from './fd-limit.js'
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -17,21 +18,6 @@ const SIZES = arg('sizes', '100,10000').split(',').map(Number)
 const NETLINK_SAMPLES = Number(arg('netlink-samples', '5000'))
 const PROC_SAMPLES = Number(arg('proc-samples', '200'))
 
-/** Raises the soft fd limit to the hard one (two fds per connection); returns the new limit. */
-async function raiseFdLimit(): Promise<number> {
-  const koffi = await import('koffi')
-  const libc = koffi.load(null)
-  const getrlimit = libc.func('int getrlimit(int resource, _Out_ uint64_t *rlim)')
-  const setrlimit = libc.func('int setrlimit(int resource, const uint64_t *rlim)')
-  const RLIMIT_NOFILE = 7
-  const limit = new BigUint64Array(2)
-  getrlimit(RLIMIT_NOFILE, limit)
-  limit[0] = limit[1]
-  if (setrlimit(RLIMIT_NOFILE, limit) !== 0)
-    console.log(`could not raise the fd limit (errno ${koffi.errno()})`)
-  getrlimit(RLIMIT_NOFILE, limit)
-  return Number(limit[0])
-}
 
 const socketLines = () =>
   ['/proc/net/tcp', '/proc/net/tcp6'].reduce(
@@ -51,7 +37,7 @@ async function sample(finder: SocketOwnerFinder, query: ConnectionEndpoints): Pr
   return micros
 }
 
-const fdLimit = await raiseFdLimit()
+const fdLimit = raiseFdLimit()
 const netlink = await openSocketOwnerFinder({mechanism: 'netlink'})
 const proc = await openSocketOwnerFinder({mechanism: 'proc'})
 
