@@ -434,17 +434,110 @@ describe('the IMDS application', () => {
       assert.notEqual(h.fake.requests.at(-1)?.token, rootToken)
     })
 
-    it('answers 404 to the credential paths of a uid no local user has, and passes the rest', async () => {
+    it('answers 404 to everything a uid no local user has asks, and audits its credential requests', async () => {
       h.as({uid: 4242, user: null})
-      assert.equal((await get(CREDS)).status, 404)
-      assert.equal((await get('/latest/meta-data/iam/security-credentials/')).status, 404)
-      assert.equal((await get('/latest/meta-data/iam/info')).status, 404)
-      assert.equal((await get('/latest/meta-data/instance-id')).status, 200)
+      for (const path of [
+        CREDS,
+        '/latest/meta-data/iam/security-credentials/',
+        '/latest/meta-data/iam/info',
+        '/latest/meta-data/instance-id',
+        '/latest/user-data',
+        '/',
+      ])
+        assert.equal((await get(path)).status, 404, path)
+      assert.equal(
+        (await put('/latest/api/token', {'X-aws-ec2-metadata-token-ttl-seconds': '60'})).status,
+        404,
+      )
+      assert.deepEqual(h.fake.requests, [], 'nothing reached the upstream')
       assert.deepEqual(h.broker.calls, [])
       assert.deepEqual(
-        h.audits.map((a) => [a.uid, a.user, a.outcome]),
-        [[4242, null, 'denied']],
+        h.audits.map((a) => [a.uid, a.user, a.outcome, a.path, a.detail]),
+        [
+          [4242, null, 'denied', CREDS, 'HTTP 404: no local user has uid 4242'],
+          [
+            4242,
+            null,
+            'denied',
+            '/latest/meta-data/iam/security-credentials/',
+            'HTTP 404: no local user has uid 4242',
+          ],
+        ],
       )
+    })
+
+    it('audits every credential request a step refuses, and no other refusal', async () => {
+      const good = await token()
+      const other = await (async () => {
+        h.as(bob)
+        const t = await token()
+        h.as(alice)
+        return t
+      })()
+      await get(CREDS, {'X-aws-ec2-metadata-token': 'forged'})
+      await get(CREDS, {'X-aws-ec2-metadata-token': other})
+      await get('/latest/meta-data/instance-id', {'X-aws-ec2-metadata-token': 'forged'})
+      await call(h.port, 'POST', CREDS)
+      await get(CREDS, {Host: 'evil.example.com'})
+      await get('/latest/meta-data/iam/security-credentials/%00')
+      await get('/latest/meta-data/iam/security%2500credentials/x')
+      h.as(null)
+      await get(CREDS)
+      h.as(alice)
+      assert.equal((await get(CREDS, {'X-aws-ec2-metadata-token': good})).status, 200)
+      assert.deepEqual(
+        h.audits.map((a) => [a.uid, a.httpMethod, a.outcome, a.path, a.detail]),
+        [
+          [
+            1001,
+            'GET',
+            'denied',
+            CREDS,
+            "HTTP 401: an IMDSv2 token that is unknown, expired or another uid's",
+          ],
+          [
+            1001,
+            'GET',
+            'denied',
+            CREDS,
+            "HTTP 401: an IMDSv2 token that is unknown, expired or another uid's",
+          ],
+          [1001, 'POST', 'denied', CREDS, 'HTTP 405: method POST (GET, HEAD only)'],
+          [
+            null,
+            'GET',
+            'denied',
+            `(raw) ${CREDS}`,
+            'HTTP 400: Host "evil.example.com" is not the metadata service\'s',
+          ],
+          [
+            null,
+            'GET',
+            'denied',
+            '(raw) /latest/meta-data/iam/security-credentials/%00',
+            "HTTP 400: the path cannot be made canonical: a character IMDS paths never hold in '\\u0000'",
+          ],
+          [
+            null,
+            'GET',
+            'denied',
+            '(raw) /latest/meta-data/iam/security%2500credentials/x',
+            "HTTP 400: the path cannot be made canonical: a character IMDS paths never hold in 'security\\u0000credentials'",
+          ],
+          [null, 'GET', 'denied', CREDS, "HTTP 404: the connection's owner could not be found"],
+          [1001, 'GET', 'issued', CREDS, null],
+        ],
+      )
+    })
+
+    it('takes the token PUT under /latest/ only, as IMDS', async () => {
+      for (const path of ['/2021-01-03/api/token', '/api/token', '/1.0/api/token']) {
+        const reply = await put(path, {'X-aws-ec2-metadata-token-ttl-seconds': '60'})
+        assert.equal(reply.status, 405, path)
+      }
+      for (const path of ['/latest/api/token', '/latest//api/token', '/LATEST/api/token'])
+        assert.equal((await put(path, {'X-aws-ec2-metadata-token-ttl-seconds': '60'})).status, 200, path)
+      assert.deepEqual(h.fake.requests, [])
     })
 
     it('answers 404 to everything on a connection whose owner cannot be found', async () => {
@@ -683,6 +776,40 @@ describe('the IMDS application', () => {
       assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`)
     })
 
+    it('caps the open connections of one uid, and no one else’s', async () => {
+      await h.stop()
+      const refused: Array<[number | null, number]> = []
+      h = await startHarness({
+        limits: {maxConnectionsPerUid: 3, onConnectionRefused: (uid, open) => refused.push([uid, open])},
+      })
+      const idle = async () => {
+        const before = h.lookups()
+        const socket = connect(h.port, '127.0.0.1')
+        await once(socket, 'connect')
+        while (h.lookups() === before) await new Promise((resolve) => setTimeout(resolve, 5))
+        return socket
+      }
+      const alices = [await idle(), await idle(), await idle()]
+      // The fourth is closed at once, before any request is answered.
+      const fourth = await idle()
+      fourth.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n')
+      let answer = ''
+      fourth.on('data', (chunk: Buffer) => (answer += chunk.toString()))
+      fourth.on('error', () => {})
+      await once(fourth, 'close')
+      assert.equal(answer, '')
+      assert.deepEqual(refused, [[1001, 3]])
+      h.as(bob)
+      assert.equal((await get(CREDS)).status, 200, 'bob is not held up by alice’s connections')
+      h.as(null)
+      assert.equal((await get(CREDS)).status, 404, 'unknown owners have a cap of their own')
+      h.as(alice)
+      alices[0].destroy()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.equal((await get(CREDS)).status, 200, 'a closed connection frees its place')
+      for (const socket of alices) socket.destroy()
+    })
+
     it('answers 504 quickly when the upstream hangs', async () => {
       h.fake.hang(true)
       const started = Date.now()
@@ -693,18 +820,24 @@ describe('the IMDS application', () => {
       assert.equal((await get(CREDS)).status, 200, 'the user’s credentials do not depend on the upstream')
     })
 
-    it('caches the upstream’s 200 answers for a few seconds, and nothing else', async () => {
+    it('caches the upstream’s 200 and 404 answers for a few seconds, and nothing else', async () => {
       await get('/latest/meta-data/instance-id')
       await get('/latest/meta-data/instance-id')
-      await get('/latest/meta-data/no-such-thing')
-      await get('/latest/meta-data/no-such-thing')
+      assert.equal((await get('/latest/meta-data/no-such-thing')).status, 404)
+      assert.equal((await get('/latest/meta-data/no-such-thing')).status, 404)
       const gets = (path: string) =>
         h.fake.requests.filter((r) => r.method === 'GET' && r.path === path).length
       assert.equal(gets('/latest/meta-data/instance-id'), 1)
-      assert.equal(gets('/latest/meta-data/no-such-thing'), 2)
+      assert.equal(gets('/latest/meta-data/no-such-thing'), 1)
+      h.fake.hang(true)
+      assert.equal((await get('/latest/meta-data/placement/region')).status, 504, 'a timeout is not cached')
+      h.fake.hang(false)
+      assert.equal((await get('/latest/meta-data/placement/region')).status, 200)
       h.advance(5001)
       await get('/latest/meta-data/instance-id')
+      await get('/latest/meta-data/no-such-thing')
       assert.equal(gets('/latest/meta-data/instance-id'), 2)
+      assert.equal(gets('/latest/meta-data/no-such-thing'), 2)
     })
 
     it('logs every request with its route and status', async () => {

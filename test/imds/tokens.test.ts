@@ -57,16 +57,30 @@ describe('the IMDSv2 token store', () => {
     assert.equal(tokens.check(bobs, 1002), 'ok', 'one user’s tokens never push out another’s')
   })
 
-  it('keeps at most maxTotal tokens, dropping the oldest of all', () => {
-    const tokens = store({maxTotal: 2})
+  it('keeps at most maxTotal tokens, dropping the oldest of the biggest holder', () => {
+    const tokens = store({maxTotal: 3})
     const first = tokens.mint(1001, 60)
     const second = tokens.mint(1002, 60)
-    const third = tokens.mint(1003, 60)
+    const third = tokens.mint(1002, 60)
+    const fourth = tokens.mint(1003, 60)
     assert.deepEqual(
-      [tokens.check(first, 1001), tokens.check(second, 1002), tokens.check(third, 1003)],
-      ['invalid', 'ok', 'ok'],
+      [tokens.check(first, 1001), tokens.check(second, 1002), tokens.check(third, 1002), tokens.check(fourth, 1003)],
+      ['ok', 'invalid', 'ok', 'ok'],
+      'uid 1002 holds the most: its oldest goes, not the oldest of all (uid 1001’s)',
     )
-    assert.equal(tokens.size, 2)
+    assert.equal(tokens.size, 3)
+  })
+
+  it('lets no user evict a light user’s token by minting from many uids', () => {
+    // One person with 40 uids (subordinate uids, containers) mints as fast as they can.
+    const tokens = store({maxPerUid: 50, maxTotal: 1000})
+    const alice = tokens.mint(1001, 21600)
+    for (let i = 0; i < 100_000; i++) tokens.mint(200_000 + (i % 40), 21600)
+    assert.equal(tokens.check(alice, 1001), 'ok')
+    assert.equal(tokens.size, 1000)
+    // Only once alice holds as many as the biggest holder can her own go.
+    const more = Array.from({length: 30}, () => tokens.mint(1001, 21600))
+    assert.equal(tokens.check(more.at(-1)!, 1001), 'ok')
   })
 
   it('sweeps a uid’s expired tokens before weighing its count against the cap', () => {

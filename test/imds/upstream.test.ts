@@ -133,6 +133,76 @@ describe('the upstream IMDS client', () => {
     })
   })
 
+  it('shares its connections fairly: a flood of distinct paths from one uid does not hold up another uid', async () => {
+    // An upstream that takes 50 ms per answer, so that the flood is still queued when uid 1002 asks.
+    const order: string[] = []
+    const slow = createServer((req, res) => {
+      if (req.method === 'PUT') return void res.end('session')
+      setTimeout(() => res.end(req.url), 50)
+    })
+    slow.listen(0, '127.0.0.1')
+    await once(slow, 'listening')
+    try {
+      const {port} = slow.address() as AddressInfo
+      upstream = new ImdsUpstream({
+        baseUrl: `http://127.0.0.1:${port}`,
+        timeoutMs: 10_000,
+        maxConnections: 4,
+        maxConnectionsPerUid: 2,
+      })
+      const flood = Array.from({length: 30}, (_, i) =>
+        upstream.get(`/latest/meta-data/flood-${i}`, {uid: 1001}).then(() => order.push('flood')),
+      )
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      const light = upstream.get('/latest/meta-data/instance-id', {uid: 1002}).then((a) => {
+        order.push('light')
+        return a
+      })
+      assert.equal((await light).body.toString(), '/latest/meta-data/instance-id')
+      await Promise.all(flood)
+      // At most 2 of the flood at a time: uid 1002 is answered within the flood's first rounds, not after its 30 requests.
+      assert.ok(
+        order.indexOf('light') <= 4,
+        `uid 1002 was answered after ${order.indexOf('light')} of uid 1001's requests`,
+      )
+    } finally {
+      slow.closeAllConnections()
+      slow.close()
+    }
+  })
+
+  it('refuses one uid’s request when no share of the connections frees up in time', async () => {
+    const slow = createServer((req, res) => {
+      if (req.method === 'PUT') return void res.end('session')
+      setTimeout(() => res.end('late'), 600)
+    })
+    slow.listen(0, '127.0.0.1')
+    await once(slow, 'listening')
+    try {
+      const {port} = slow.address() as AddressInfo
+      upstream = new ImdsUpstream({
+        baseUrl: `http://127.0.0.1:${port}`,
+        timeoutMs: 1000,
+        maxConnections: 4,
+        maxConnectionsPerUid: 1,
+      })
+      const results = await Promise.allSettled(
+        ['a', 'b', 'c'].map((p) => upstream.get(`/latest/meta-data/${p}`, {uid: 1001})),
+      )
+      // b waits some 600 ms for a's slot, c at least 1,200 ms: past the 1 s deadline. (The
+      // upstream's 600 ms is a lower bound: c cannot be served in time however fast the machine.)
+      assert.deepEqual(
+        results.map((r) =>
+          r.status === 'fulfilled' ? r.value.body.toString() : (r.reason as UpstreamError).kind,
+        ),
+        ['late', 'late', 'timeout'],
+      )
+    } finally {
+      slow.closeAllConnections()
+      slow.close()
+    }
+  })
+
   it('refuses a credentials document that is not complete', () => {
     assert.throws(() => parseCredentialsDocument('{"Code" : "Failure"}', ROLE), /Code "Failure"/)
     assert.throws(

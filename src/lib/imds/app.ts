@@ -6,7 +6,8 @@
 //   limits    a request target of at most 2 KiB, and no request body (IMDS takes none)
 //   host      the Host header names IMDS or this listener (a DNS-rebinding guard)
 //   path      the canonical path (paths.ts); what cannot be made canonical is a 400
-//   owner     the connection's owner; none found: 404 to everything (below)
+//   owner     the connection's owner; none found, or a uid no local user has: 404 to
+//             everything (below)
 //   route     the route table (first match); a known path with another method: 405
 //   tokens    IMDSv2: the token PUT refuses X-Forwarded-For; a token given must be good for
 //             this uid (else 401); none given is IMDSv1, refused under require_imdsv2
@@ -16,7 +17,12 @@
 // and upstream.ts keep those in), but it would make the daemon an open relay to the instance's
 // IMDS with the daemon's own session: a caller the kernel cannot place (another network
 // namespace, a forwarded connection) would get past IMDSv2's hop limit to user data, the
-// identity document and tags. Such a caller gets nothing.
+// identity document and tags. Such a caller gets nothing. The same for a uid that the user
+// database does not know (a container's process on the host network, a deleted user's
+// leftover job): no user, no metadata.
+//
+// Every request for a credential path is audited, also when a step refuses it (a bad token, no
+// owner, 405...): outcome `denied` and the reason.
 //
 // Non-root users get their own credentials from the broker on the credential paths, and
 // everything else from the upstream; root (uid 0) gets everything, credential paths included,
@@ -28,9 +34,9 @@ import type {LocalUser} from '../host/users.js'
 import type {CredentialBroker} from '../methods/broker.js'
 import type {Credentials} from '../methods/credentials.js'
 import {credentialsDocument, errorPage, iamInfoDocument, IamInfo} from './format.js'
-import {CanonicalPath, canonicalPath, foldedPath} from './paths.js'
+import {CanonicalPath, canonicalPath, foldedPath, MAX_DECODE_ROUNDS} from './paths.js'
 import {TOKEN_TTL_MAX, TOKEN_TTL_MIN, TokenStore} from './tokens.js'
-import {isCredentialPath, UpstreamClient, UpstreamError} from './upstream.js'
+import {isCredentialPath, UpstreamClient, UpstreamError, UpstreamGetOptions} from './upstream.js'
 
 /** The local user behind a connection; `user` is null for a uid the user database does not know. */
 export interface Identity {
@@ -44,7 +50,8 @@ export type WhoAsks = () => Promise<Identity | null>
 /** One record per credential request. Never a secret key, session token or IMDSv2 token. */
 export interface AuditRecord {
   time: string
-  uid: number
+  /** null when the connection's owner could not be found (or the request was refused before). */
+  uid: number | null
   user: string | null
   httpMethod: string
   /** The canonical path asked for. */
@@ -59,8 +66,9 @@ export interface AuditRecord {
   /**
    * issued: the chain gave credentials; none: no method of the chain was for the user;
    * error: the chain (or the daemon) failed; denied: refused before the chain was asked (no
-   * local user for the uid, another role's name, a path that only looks like a credential
-   * path); upstream: root's request, passed to the real IMDS.
+   * owner found, no local user for the uid, a bad or missing IMDSv2 token, a bad request,
+   * another role's name, a path that only looks like a credential path); upstream: root's
+   * request, passed to the real IMDS.
    */
   outcome: 'issued' | 'none' | 'error' | 'denied' | 'upstream'
   latencyMs: number
@@ -103,6 +111,8 @@ export interface Answer {
   headers?: Record<string, string>
   /** Close the connection after answering (a request whose body was refused). */
   close?: boolean
+  /** Why a step refused the request: the audit record's detail. */
+  why?: string
 }
 
 interface Context {
@@ -116,6 +126,8 @@ interface Context {
   match?: string[]
   /** Seconds left on the request's IMDSv2 token (IMDS echoes them). */
   tokenSecondsLeft?: number
+  /** An audit record was written for this request. */
+  audited?: boolean
 }
 
 type Step = (ctx: Context) => Promise<Answer | undefined> | Answer | undefined
@@ -128,6 +140,11 @@ interface Route {
   methods: readonly string[]
   /** Tested on the canonical path without its version (`meta-data/iam/info`). */
   path: RegExp | ((path: string) => boolean)
+  /**
+   * Only under `/latest/`: IMDS takes the token PUT there alone. Elsewhere the path goes on
+   * down the table (and a PUT finds only GET routes: 405).
+   */
+  latestOnly?: boolean
   handler: Handler
 }
 
@@ -140,6 +157,9 @@ const CREDENTIAL_LOOKALIKE = isCredentialPath
 /** `user-data` and everything under it, spelled in any case or punctuation (deny_user_data). */
 const USER_DATA = (path: string) => foldedPath(path.split('/')[0]) === 'userdata'
 
+/** The token PUT's path (under `latest` only: see the route's `latestOnly`). */
+const TOKEN = /^api\/token$/i
+
 /** IMDS's own addresses, as a Host header names them. */
 const IMDS_HOSTS = ['169.254.169.254', '169.254.169.254:80', '[fd00:ec2::254]', '[fd00:ec2::254]:80']
 
@@ -151,12 +171,16 @@ export const page = (status: number, headers?: Record<string, string>): Answer =
   contentType: 'text/html',
   headers,
 })
+/** A step's refusal: the page, and why (audited when the path is a credential path). */
+const refusal = (status: number, why: string, extra?: Partial<Answer>): Answer => ({...page(status), why, ...extra})
 const text = (body: string | Buffer, contentType = 'text/plain'): Answer => ({status: 200, body, contentType})
 
 export class ImdsApp {
   private readonly now: () => number
   /** When each set of credentials was first handed out: their LastUpdated, and cacheHit. */
   private readonly served = new WeakMap<Credentials, Date>()
+  /** Host header values accepted on every listener (IMDS's, and extraHosts). */
+  private readonly hosts: ReadonlySet<string>
 
   // ------------------------------------------------------------------ the route tables
   // Credential routes match case-insensitively: AWS's paths are case-sensitive, so no SDK
@@ -165,7 +189,7 @@ export class ImdsApp {
   /** Non-root users. First match wins. */
   // prettier-ignore
   private readonly userRoutes: Route[] = [
-    {name: 'token', methods: PUT, path: /^api\/token$/i, handler: (ctx) => this.mintToken(ctx)},
+    {name: 'token', methods: PUT, path: TOKEN, latestOnly: true, handler: (ctx) => this.mintToken(ctx)},
     {name: 'role-name', methods: GET, path: /^meta-data\/iam\/security-credentials(?:-extended)?$/i, handler: (ctx) => this.roleName(ctx)},
     {name: 'credentials', methods: GET, path: /^meta-data\/iam\/security-credentials(-extended)?\/([^/]+)$/i, handler: (ctx) => this.credentials(ctx)},
     {name: 'iam-info', methods: GET, path: /^meta-data\/iam\/info$/i, handler: (ctx) => this.iamInfo(ctx)},
@@ -178,7 +202,7 @@ export class ImdsApp {
   /** root (uid 0): everything upstream, credential paths included. */
   // prettier-ignore
   private readonly rootRoutes: Route[] = [
-    {name: 'token', methods: PUT, path: /^api\/token$/i, handler: (ctx) => this.mintToken(ctx)},
+    {name: 'token', methods: PUT, path: TOKEN, latestOnly: true, handler: (ctx) => this.mintToken(ctx)},
     {name: 'root-credentials', methods: GET, path: CREDENTIAL_LOOKALIKE, handler: (ctx) => this.rootCredentials(ctx)},
     {name: 'upstream', methods: GET, path: /^/, handler: (ctx) => this.passThrough(ctx)},
   ]
@@ -196,6 +220,7 @@ export class ImdsApp {
 
   constructor(private readonly deps: ImdsAppDeps) {
     this.now = deps.now ?? Date.now
+    this.hosts = new Set([...IMDS_HOSTS, ...(deps.extraHosts ?? []).map((h) => h.toLowerCase())])
   }
 
   /** Answers one request. Never throws: a failure is a generic 500, its details go to `warn`. */
@@ -212,8 +237,22 @@ export class ImdsApp {
       answer = page(500)
     }
     this.send(res, ctx, answer)
+    if (!ctx.audited && answer.why !== undefined && asksForCredentials(ctx)) this.auditRefusal(ctx, answer)
     // A failing access log must not take the daemon down (handle's promise is not awaited).
     this.logRequest(ctx, answer)
+  }
+
+  /** A credential request a step refused: one audit record, outcome denied. */
+  private auditRefusal(ctx: Context, answer: Answer): void {
+    this.audit(ctx, {
+      outcome: 'denied',
+      detail: `HTTP ${answer.status}: ${answer.why}`,
+      method: null,
+      roleArn: null,
+      accessKeyId: null,
+      expiration: null,
+      cacheHit: null,
+    })
   }
 
   private logRequest(ctx: Context, answer: Answer): void {
@@ -235,37 +274,36 @@ export class ImdsApp {
 
   private async limits(ctx: Context): Promise<Answer | undefined> {
     const {req} = ctx
-    if ((req.url ?? '').length > MAX_TARGET) return {...page(414), close: true}
+    if ((req.url ?? '').length > MAX_TARGET)
+      return refusal(414, `a request target longer than ${MAX_TARGET} bytes`, {close: true})
     // IMDS takes no request body. An empty one (Content-Length: 0, or chunked with no data,
     // as some clients send with PUT) is fine; any byte of one is a 400.
     const length = req.headers['content-length']
-    if (length !== undefined && length !== '0') return {...page(400), close: true}
+    if (length !== undefined && length !== '0') return refusal(400, 'a request body', {close: true})
     if (req.headers['transfer-encoding'] !== undefined && !(await bodyIsEmpty(req)))
-      return {...page(400), close: true}
+      return refusal(400, 'a request body', {close: true})
     req.resume()
     return undefined
   }
 
   private host(ctx: Context): Answer | undefined {
     const host = ctx.req.headers.host?.toLowerCase()
-    const {localAddress, localPort} = ctx.req.socket
-    const own = localAddress ? localAddress.replace(/^::ffff:(?=\d+\.)/, '') : ''
-    const allowed = [...IMDS_HOSTS, ...(this.deps.extraHosts ?? []).map((h) => h.toLowerCase())]
-    if (own) allowed.push(own.includes(':') ? `[${own}]:${localPort}` : `${own}:${localPort}`)
-    return host !== undefined && allowed.includes(host) ? undefined : page(400)
+    if (host !== undefined && (this.hosts.has(host) || host === ownHost(ctx.req))) return undefined
+    return refusal(400, `Host ${host === undefined ? 'missing' : JSON.stringify(host.slice(0, 100))} is not the metadata service's`)
   }
 
   private path(ctx: Context): Answer | undefined {
     const result = canonicalPath(ctx.req.url ?? '')
-    if ('error' in result) return page(400)
+    if ('error' in result) return refusal(400, `the path cannot be made canonical: ${result.error}`)
     ctx.path = result
     return undefined
   }
 
   private async owner(ctx: Context): Promise<Answer | undefined> {
     const identity = await ctx.who()
-    if (!identity) return page(404)
+    if (!identity) return refusal(404, "the connection's owner could not be found")
     ctx.identity = identity
+    if (identity.uid !== 0 && !identity.user) return refusal(404, `no local user has uid ${identity.uid}`)
     return undefined
   }
 
@@ -273,6 +311,7 @@ export class ImdsApp {
     const routes = ctx.identity!.uid === 0 ? this.rootRoutes : this.userRoutes
     const path = ctx.path!.path
     for (const route of routes) {
+      if (route.latestOnly && ctx.path!.version !== 'latest') continue
       const match =
         typeof route.path === 'function' ? (route.path(path) ? [path] : null) : route.path.exec(path)
       if (!match) continue
@@ -280,7 +319,9 @@ export class ImdsApp {
       ctx.match = match
       return route.methods.includes(ctx.req.method ?? '')
         ? undefined
-        : page(405, {Allow: route.methods.join(', ')})
+        : refusal(405, `method ${ctx.req.method} (${route.methods.join(', ')} only)`, {
+            headers: {Allow: route.methods.join(', ')},
+          })
     }
     throw new Error('no route matched (the last route matches every path)')
   }
@@ -288,12 +329,13 @@ export class ImdsApp {
   private tokenRules(ctx: Context): Answer | undefined {
     const {req} = ctx
     if (ctx.route!.name === 'token')
-      return req.headers['x-forwarded-for'] !== undefined ? page(403) : undefined
+      return req.headers['x-forwarded-for'] !== undefined ? refusal(403, 'a token PUT with X-Forwarded-For') : undefined
     const token = req.headers['x-aws-ec2-metadata-token']
-    if (token === undefined) return this.deps.config.general.require_imdsv2 ? page(401) : undefined
+    if (token === undefined)
+      return this.deps.config.general.require_imdsv2 ? refusal(401, 'no IMDSv2 token (require_imdsv2)') : undefined
     const left =
       typeof token === 'string' ? this.deps.tokens.remainingSeconds(token, ctx.identity!.uid) : null
-    if (left === null) return page(401)
+    if (left === null) return refusal(401, "an IMDSv2 token that is unknown, expired or another uid's")
     ctx.tokenSecondsLeft = left
     return undefined
   }
@@ -376,7 +418,7 @@ export class ImdsApp {
   /** IMDS's /iam/info: the instance profile as the upstream tells it, in EC2's exact format. */
   private async iamInfo(ctx: Routed): Promise<Answer> {
     if (!ctx.identity.user) return page(404)
-    const answer = await this.upstream(`/${ctx.path.version ?? 'latest'}/meta-data/iam/info`)
+    const answer = await this.upstream(`/${ctx.path.version ?? 'latest'}/meta-data/iam/info`, {uid: ctx.identity.uid})
     if (answer.status !== 200) return answer
     let info: Partial<IamInfo>
     try {
@@ -413,7 +455,7 @@ export class ImdsApp {
   }
 
   private async rootCredentials(ctx: Routed): Promise<Answer> {
-    const answer = await this.upstream(ctx.path.upstreamPath, {credentials: true})
+    const answer = await this.upstream(ctx.path.upstreamPath, {credentials: true, uid: 0})
     this.audit(ctx, {
       outcome: 'upstream',
       detail: `HTTP ${answer.status}`,
@@ -427,11 +469,11 @@ export class ImdsApp {
   }
 
   private async passThrough(ctx: Routed): Promise<Answer> {
-    return this.upstream(ctx.path.upstreamPath)
+    return this.upstream(ctx.path.upstreamPath, {uid: ctx.identity.uid})
   }
 
   /** The upstream's answer as it is (status, content type, body), or 504/502 when it has none. */
-  private async upstream(path: string, options?: {credentials?: boolean}): Promise<Answer & {body: Buffer}> {
+  private async upstream(path: string, options?: UpstreamGetOptions): Promise<Answer & {body: Buffer}> {
     try {
       const answer = await this.deps.upstream.get(path, options)
       return {status: answer.status, body: answer.body, contentType: answer.contentType ?? undefined}
@@ -445,15 +487,16 @@ export class ImdsApp {
   // ------------------------------------------------------------------ answering
 
   private audit(
-    ctx: Routed,
+    ctx: Context,
     fields: Omit<AuditRecord, 'time' | 'uid' | 'user' | 'httpMethod' | 'path' | 'latencyMs'>,
   ): void {
+    ctx.audited = true
     this.deps.audit({
       time: new Date(this.now()).toISOString(),
-      uid: ctx.identity.uid,
-      user: ctx.identity.user?.name ?? null,
+      uid: ctx.identity?.uid ?? null,
+      user: ctx.identity?.user?.name ?? null,
       httpMethod: ctx.req.method ?? '',
-      path: ctx.path.upstreamPath,
+      path: ctx.path?.upstreamPath ?? `(raw) ${printableTarget(ctx.req.url ?? '')}`,
       ...fields,
       latencyMs: this.now() - ctx.started,
     })
@@ -483,6 +526,39 @@ function accountOf(sessionArn: string, roleArn: string): string | undefined {
   return [sessionArn, roleArn]
     .map((arn) => arn.split(':')[4])
     .find((account) => /^\d{12}$/.test(account ?? ''))
+}
+
+/** The listener's own address as a Host header names it (`127.0.0.1:808`, `[::1]:808`). */
+function ownHost(req: IncomingMessage): string | undefined {
+  const {localAddress, localPort} = req.socket
+  if (!localAddress) return undefined
+  const own = localAddress.replace(/^::ffff:(?=\d+\.)/, '')
+  return own.includes(':') ? `[${own}]:${localPort}` : `${own}:${localPort}`
+}
+
+/**
+ * The request asks for a credential path, or something spelled like one: its canonical path,
+ * or, when it has none (refused before), its raw target decoded as far as it goes, with the
+ * escapes left dropped (foldedPath drops the rest of the punctuation).
+ */
+function asksForCredentials(ctx: Context): boolean {
+  if (ctx.path) return isCredentialPath(ctx.path.path)
+  let target = ctx.req.url ?? ''
+  for (let round = 0; round < MAX_DECODE_ROUNDS; round++)
+    try {
+      const next = decodeURIComponent(target)
+      if (next === target) break
+      target = next
+    } catch {
+      break
+    }
+  return isCredentialPath(target.replace(/%[0-9a-f]{2}/gi, ''))
+}
+
+/** A request target as an audit record shows it: printable ASCII, at most 200 characters. */
+function printableTarget(target: string): string {
+  const shown = target.length > 200 ? `${target.slice(0, 200)}...` : target
+  return shown.replace(/[^\x21-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
 }
 
 /** Reads a chunked body far enough to know whether it holds anything. */

@@ -1,6 +1,9 @@
 // The HTTP listener around the application: Node's http server with IMDS-sized limits and
-// timeouts, and the connection's owner looked up once per TCP connection. `serve` adds the
-// address, logging and graceful close; the tests listen on a loopback port with a fake owner.
+// timeouts, and the connection's owner looked up once per TCP connection, as soon as it is
+// accepted. Connections are capped per owner: one user holding thousands of idle connections
+// would otherwise use up the daemon's file descriptors and stall everyone else's requests.
+// `serve` adds the address, logging and graceful close; the tests listen on a loopback port
+// with a fake owner.
 import {createServer, Server} from 'node:http'
 import type {Socket} from 'node:net'
 
@@ -35,6 +38,15 @@ export interface ImdsServerLimits {
   keepAliveTimeoutMs?: number
   /** Requests on one connection before it is closed (default 1,000). */
   maxRequestsPerSocket?: number
+  /**
+   * Open connections one uid may have (default 256; those whose owner is unknown count as one
+   * uid). Past it a new connection of that uid is closed at once (the client sees a reset).
+   */
+  maxConnectionsPerUid?: number
+  /** Open connections in all (default 16,384; the systemd unit allows 65,536 descriptors). */
+  maxConnections?: number
+  /** Told of every connection closed for being over its uid's cap. */
+  onConnectionRefused?: (uid: number | null, open: number) => void
 }
 
 export function createImdsServer(app: ImdsApp, lookup: OwnerLookup, limits: ImdsServerLimits = {}): Server {
@@ -54,5 +66,32 @@ export function createImdsServer(app: ImdsApp, lookup: OwnerLookup, limits: Imds
     },
   )
   server.maxRequestsPerSocket = limits.maxRequestsPerSocket ?? 1000
+  server.maxConnections = limits.maxConnections ?? 16_384
+  const perUid = limits.maxConnectionsPerUid ?? 256
+  const open = new Map<number | null, number>()
+  server.on('connection', (socket: Socket) => {
+    // Looked up now, and remembered for the connection's first request.
+    identityFor(socket, lookup).then(
+      (identity) => {
+        if (socket.destroyed) return // closed before its owner was known: it counts for nobody
+        const uid = identity?.uid ?? null
+        const count = (open.get(uid) ?? 0) + 1
+        if (count > perUid) {
+          socket.destroy()
+          limits.onConnectionRefused?.(uid, count - 1)
+          return
+        }
+        open.set(uid, count)
+        socket.once('close', () => {
+          const left = open.get(uid)! - 1
+          if (left === 0) open.delete(uid)
+          else open.set(uid, left)
+        })
+      },
+      () => {
+        // The lookup failed: the connection's requests answer 500 (handle's owner step).
+      },
+    )
+  })
   return server
 }

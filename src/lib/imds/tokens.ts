@@ -2,7 +2,10 @@
 // with the uid that asked for it and its expiry; it is good for that uid alone, so a token
 // one user leaks (or another user's process reads from /proc) opens nothing for anyone else.
 // The store is bounded per uid and overall: every short-lived CLI process mints a token, and a
-// user must not be able to grow the daemon's memory without limit. The oldest tokens go first.
+// user must not be able to grow the daemon's memory without limit. Past a uid's cap its own
+// oldest token goes; past the overall cap, the oldest token of the uid holding the most. So a
+// user who mints without end (even from many uids: subordinate uids, containers) only ever
+// evicts tokens of the biggest holders, which are their own, never a light user's.
 import {randomBytes} from 'node:crypto'
 
 /** IMDS's bounds for X-aws-ec2-metadata-token-ttl-seconds. */
@@ -16,7 +19,7 @@ export interface TokenStoreOptions {
   now?: () => number
   /** Live tokens one uid may hold (default 500); past it its oldest token goes. */
   maxPerUid?: number
-  /** Live tokens in all (default 20,000); past it the oldest token of all goes. */
+  /** Live tokens in all (default 20,000); past it the oldest token of the uid holding the most goes. */
   maxTotal?: number
 }
 
@@ -50,7 +53,7 @@ export class TokenStore {
     this.sweepExpired(uid)
     const mine = this.byUid.get(uid)
     while (mine && mine.size >= this.maxPerUid) this.drop(mine.values().next().value!)
-    while (this.tokens.size >= this.maxTotal) this.drop(this.tokens.keys().next().value!)
+    while (this.tokens.size >= this.maxTotal) this.drop(this.oldestOfBiggestHolder())
     const token = randomBytes(32).toString('base64url')
     this.tokens.set(token, {uid, expiresAt: this.now() + ttlSeconds * 1000})
     // Looked up again: dropping a uid's last token removes its set.
@@ -84,6 +87,17 @@ export class TokenStore {
     const mine = this.byUid.get(held.uid)
     mine?.delete(token)
     if (mine?.size === 0) this.byUid.delete(held.uid)
+  }
+
+  /**
+   * The oldest token of the uid holding the most (ties: the uid that has held tokens the longest).
+   * A scan of the holders, only when the store is full: at most maxTotal / 1 uids, in practice
+   * a few hundred.
+   */
+  private oldestOfBiggestHolder(): string {
+    let victim: Set<string> | undefined
+    for (const set of this.byUid.values()) if (!victim || set.size > victim.size) victim = set
+    return victim!.values().next().value!
   }
 
   /** Expired tokens of `uid` go before its count is weighed against the cap. */

@@ -3,11 +3,14 @@
 // hard deadline on every call so that a hung IMDS costs callers a fast 504 rather than their
 // SDK's timeout, and the instance's own credentials for InstanceRole's fail_safe = False
 // fallback. Credential paths are fetched only on request (root's passthrough, that fallback)
-// and never cached.
+// and never cached. Its connections are shared fairly among the uids asking (fair.ts): one
+// user's flood of distinct paths waits behind its own share, not everyone's. 404s are cached
+// like 200s, so that asking the same missing path again costs no upstream call either.
 import {Agent, request} from 'node:http'
 
 import {UserError} from '../errors.js'
 import type {Credentials} from '../methods/credentials.js'
+import {FairLimiter, QueueTimeout} from './fair.js'
 import {foldedPath} from './paths.js'
 
 export const DEFAULT_UPSTREAM = 'http://169.254.169.254'
@@ -32,7 +35,14 @@ export class UpstreamError extends Error {
 /** What the daemon's HTTP application needs of the upstream. */
 export interface UpstreamClient {
   /** `path` is canonical (see paths.ts). Credential paths only with `{credentials: true}`. */
-  get(path: string, options?: {credentials?: boolean}): Promise<UpstreamAnswer>
+  get(path: string, options?: UpstreamGetOptions): Promise<UpstreamAnswer>
+}
+
+export interface UpstreamGetOptions {
+  /** Credential paths are refused unless this is set (root's passthrough, InstanceRole's fallback). */
+  credentials?: boolean
+  /** Who asks: upstream connections are shared fairly among these (the daemon's own calls: none). */
+  uid?: number
 }
 
 export interface UpstreamOptions {
@@ -40,11 +50,14 @@ export interface UpstreamOptions {
   baseUrl?: string
   /** Deadline of one call, connection included (default 1,000 ms: SDKs give IMDS one second). */
   timeoutMs?: number
-  /** How long a 200 answer is reused (default 5,000 ms). */
+  /** How long a 200 or 404 answer is reused (default 5,000 ms). */
   cacheTtlMs?: number
   cacheMaxEntries?: number
   /** Larger answers are refused (default 1 MiB; user data is at most 16 KiB). */
   maxBodyBytes?: number
+  /** Connections to the upstream (default 16), and how many one uid may use at once (default 4). */
+  maxConnections?: number
+  maxConnectionsPerUid?: number
   /** TTL asked for the daemon's own session token (default 21,600 s, IMDS's maximum). */
   tokenTtlSeconds?: number
   now?: () => number
@@ -61,7 +74,8 @@ interface Cached {
 export class ImdsUpstream implements UpstreamClient {
   private readonly host: string
   private readonly port: number
-  private readonly agent = new Agent({keepAlive: true, maxSockets: 16})
+  private readonly agent: Agent
+  private readonly limiter: FairLimiter<number | 'daemon'>
   private readonly now: () => number
   private readonly timeoutMs: number
   private readonly cacheTtlMs: number
@@ -85,23 +99,42 @@ export class ImdsUpstream implements UpstreamClient {
     this.cacheMaxEntries = options.cacheMaxEntries ?? 500
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
     this.tokenTtlSeconds = options.tokenTtlSeconds ?? 21600
+    const maxSockets = options.maxConnections ?? 16
+    this.agent = new Agent({keepAlive: true, maxSockets})
+    this.limiter = new FairLimiter({
+      total: maxSockets,
+      perKey: Math.min(maxSockets, options.maxConnectionsPerUid ?? 4),
+      maxWaitMs: this.timeoutMs,
+    })
   }
 
-  async get(path: string, options: {credentials?: boolean} = {}): Promise<UpstreamAnswer> {
+  async get(path: string, options: UpstreamGetOptions = {}): Promise<UpstreamAnswer> {
     const credentials = isCredentialPath(path)
     if (credentials && !options.credentials)
       throw new Error(`refusing to pass the credential path ${path} upstream`)
-    if (credentials) return this.fetch(path)
+    const who = options.uid ?? 'daemon'
+    if (credentials) return this.fair(who, () => this.fetch(path))
     const cached = this.cache.get(path)
     if (cached && this.now() < cached.until) return cached.answer
+    // Someone already asks for this path: wait for that answer, taking no share of one's own.
     let flight = this.inflight.get(path)
     if (!flight) {
-      flight = this.fetch(path).finally(() => this.inflight.delete(path))
+      flight = this.fair(who, () => this.fetch(path)).finally(() => this.inflight.delete(path))
       this.inflight.set(path, flight)
     }
     const answer = await flight
-    if (answer.status === 200 && this.cacheTtlMs > 0) this.remember(path, answer)
+    if ((answer.status === 200 || answer.status === 404) && this.cacheTtlMs > 0) this.remember(path, answer)
     return answer
+  }
+
+  /** Runs an upstream call within `who`'s share of the connections; no share free in time: a timeout. */
+  private async fair(who: number | 'daemon', call: () => Promise<UpstreamAnswer>): Promise<UpstreamAnswer> {
+    try {
+      return await this.limiter.run(who, call)
+    } catch (error) {
+      if (error instanceof QueueTimeout) throw new UpstreamError('timeout', error.message)
+      throw error
+    }
   }
 
   /**
