@@ -688,6 +688,34 @@ describe('the IMDS application', () => {
     })
   })
 
+  describe('the instance identity document', () => {
+    const paths = [
+      '/latest/dynamic/instance-identity/document',
+      '/latest/dynamic/instance-identity/pkcs7',
+      '/latest/dynamic/instance-identity/signature',
+      '/latest/dynamic/instance-identity/rsa2048',
+      '/latest/dynamic/instance-identity/',
+      '/latest/dynamic/Instance_Identity/document',
+      '/2021-01-03/dynamic/instance-identity/document',
+      '/latest/dynamic/x/../instance-identity%2Fdocument',
+    ]
+
+    it('is passed through by default', async () => {
+      h = await startHarness()
+      const reply = await get('/latest/dynamic/instance-identity/document')
+      assert.deepEqual([reply.status, reply.headers['content-type']], [200, 'application/json'])
+    })
+
+    it('is denied to everyone but root under deny_instance_identity, however spelled', async () => {
+      h = await startHarness({config: {deny_instance_identity: true}})
+      for (const path of paths) assert.equal((await get(path)).status, 404, path)
+      assert.deepEqual(h.fake.requests, [])
+      assert.equal((await get('/latest/meta-data/instance-id')).status, 200, 'nothing else is denied')
+      h.as(root)
+      assert.equal((await get('/latest/dynamic/instance-identity/document')).status, 200)
+    })
+  })
+
   describe('HTTP hygiene', () => {
     beforeEach(async () => (h = await startHarness()))
 

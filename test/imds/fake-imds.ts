@@ -264,7 +264,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     instanceRoleName: async () => ROLE,
     upstream,
     tokens,
-    config: {general: {require_imdsv2: false, deny_user_data: false, ...options.config}},
+    config: {general: {require_imdsv2: false, deny_user_data: false, deny_instance_identity: false, ...options.config}},
     audit: (r) => audits.push(r),
     log: (r) => logs.push(r),
     warn: (m) => warnings.push(m),

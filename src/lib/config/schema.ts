@@ -277,6 +277,12 @@ export const SCHEMA = {
       'ec2userkeyd',
       'Answer 404 to `/latest/user-data` for every user but root (user data often holds bootstrap secrets).',
     ),
+    deny_instance_identity: option(
+      parseBoolean,
+      false,
+      'ec2userkeyd',
+      "Answer 404 to `/latest/dynamic/instance-identity/` (the signed identity document, its `pkcs7`, `signature` and `rsa2048`) for every user but root: the signed document proves to other services (such as Vault's AWS auth method) that the caller is this instance.",
+    ),
     admin_listen: option(
       parseAdminListen,
       null as string | null,

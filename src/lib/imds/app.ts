@@ -93,7 +93,7 @@ export interface ImdsAppDeps {
   instanceRoleName: () => Promise<string>
   upstream: UpstreamClient
   tokens: Pick<TokenStore, 'mint' | 'remainingSeconds'>
-  config: {general: {require_imdsv2: boolean; deny_user_data: boolean}}
+  config: {general: {require_imdsv2: boolean; deny_user_data: boolean; deny_instance_identity: boolean}}
   audit: (record: AuditRecord) => void
   log?: (record: RequestRecord) => void
   /** Told the details behind every 5xx (the caller only sees a generic page). */
@@ -160,6 +160,9 @@ const USER_DATA = (path: string) => foldedPath(path.split('/')[0]) === 'userdata
 /** The token PUT's path (under `latest` only: see the route's `latestOnly`). */
 const TOKEN = /^api\/token$/i
 
+/** `dynamic/instance-identity` and everything under it, however spelled (deny_instance_identity). */
+const INSTANCE_IDENTITY = (path: string) => foldedPath(path).startsWith('dynamicinstanceidentity')
+
 /** IMDS's own addresses, as a Host header names them. */
 const IMDS_HOSTS = ['169.254.169.254', '169.254.169.254:80', '[fd00:ec2::254]', '[fd00:ec2::254]:80']
 
@@ -196,6 +199,7 @@ export class ImdsApp {
     {name: 'instance-identity', methods: GET, path: /^meta-data\/identity-credentials\/ec2\/security-credentials(?:\/|$)/i, handler: (ctx) => this.refuse(ctx, 'the instance identity credentials are for root only')},
     {name: 'credential-lookalike', methods: GET, path: CREDENTIAL_LOOKALIKE, handler: (ctx) => this.refuse(ctx, 'not a credential path of IMDS, but spelled like one')},
     {name: 'user-data', methods: GET, path: USER_DATA, handler: (ctx) => this.userData(ctx)},
+    {name: 'instance-identity-document', methods: GET, path: INSTANCE_IDENTITY, handler: (ctx) => this.instanceIdentity(ctx)},
     {name: 'upstream', methods: GET, path: /^/, handler: (ctx) => this.passThrough(ctx)},
   ]
 
@@ -452,6 +456,10 @@ export class ImdsApp {
 
   private async userData(ctx: Routed): Promise<Answer> {
     return this.deps.config.general.deny_user_data ? page(404) : this.passThrough(ctx)
+  }
+
+  private async instanceIdentity(ctx: Routed): Promise<Answer> {
+    return this.deps.config.general.deny_instance_identity ? page(404) : this.passThrough(ctx)
   }
 
   private async rootCredentials(ctx: Routed): Promise<Answer> {
