@@ -9,6 +9,11 @@
 // where each read walks the whole socket hash and formats every socket (milliseconds with a few
 // sockets, ~100 ms with 10,000), is only the fallback where netlink can't be opened; `via` and
 // `fallbackReason` say which is in use.
+//
+// Which of those peers it is, the daemon asks the kernel too when it has the accepted socket:
+// SO_ORIGINAL_DST gives the destination the client dialled before DNAT (conntrack's original
+// tuple), so only that one tuple is looked up. Without it (no socket descriptor, no libc), every
+// possible peer is tried and exactly one socket must match across them all.
 import {readdirSync, readFileSync} from 'node:fs'
 import {access, readFile} from 'node:fs/promises'
 import {isIPv4, isIPv6} from 'node:net'
@@ -27,6 +32,9 @@ export interface ConnectionEndpoints {
   remoteAddress?: string
   remotePort?: number
 }
+
+/** The kernel's answer to SO_ORIGINAL_DST: the destination dialled, or 'untracked' (never DNAT'd). */
+export type OriginalDestination = Endpoint | 'untracked'
 
 export type SocketLookupMechanism = 'netlink' | 'proc'
 
@@ -265,11 +273,21 @@ export async function openSocketOwnerFinder(
     netlinkFailure &&
     `netlink sock_diag unavailable (${netlinkFailure}); reading /proc/net/tcp instead, which slows with many open sockets`
   const tuples = lookup
+  const originalDestination = await originalDestinationReader()
   return {
     via,
     fallbackReason,
     async findSocketOwner(connection) {
-      const candidates = clientSocketTuples(connection, destinations)
+      let candidates = clientSocketTuples(connection, destinations)
+      const dialled = originalDestination?.(connection)
+      if (dialled) {
+        // The one peer the client's socket has: the listener when conntrack never saw the
+        // connection (no DNAT without conntrack), else conntrack's original destination; it
+        // must be the listener or an IMDS address, as before.
+        const peer = dialled === 'untracked' ? {address: connection.localAddress ?? '', port: connection.localPort} : dialled
+        const address = canonicalAddress(peer.address)
+        candidates = candidates.filter((t) => t.remote.address === address?.text && t.remote.port === peer.port)
+      }
       if (candidates.length === 0) return null
       const live = (await tuples.find(candidates)).filter(isLiveClient)
       return live.length === 1 ? {uid: live[0].uid, inode: live[0].inode, via} : null
@@ -288,6 +306,47 @@ export async function findSocketOwner(
     return await finder.findSocketOwner(connection)
   } finally {
     await finder.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SO_ORIGINAL_DST (linux/netfilter_ipv4.h, linux/netfilter_ipv6/ip6_tables.h): the accepted
+// socket's conntrack entry's original destination, through getsockopt on its descriptor.
+
+const SOL_IP = 0
+const SOL_IPV6 = 41
+const SO_ORIGINAL_DST = 80 // IP6T_SO_ORIGINAL_DST is 80 too
+
+/**
+ * Reads SO_ORIGINAL_DST of an accepted `net.Socket`; undefined (try every peer) when it cannot
+ * say: not a socket with a descriptor, or an error other than ENOENT (no conntrack entry).
+ * Null when libc cannot be loaded.
+ */
+export async function originalDestinationReader(): Promise<((c: ConnectionEndpoints) => OriginalDestination | undefined) | null> {
+  let getsockopt: (fd: number, level: number, name: number, value: Buffer, length: number[]) => number
+  let errno: () => number
+  try {
+    const koffi = await import('koffi')
+    const libc = koffi.load(null)
+    getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ uint32_t *length)')
+    errno = () => koffi.errno()
+  } catch {
+    return null
+  }
+  const value = Buffer.alloc(28) // sockaddr_in6, the larger
+  return (connection) => {
+    const fd = (connection as {_handle?: {fd?: unknown}})._handle?.fd
+    if (typeof fd !== 'number' || fd < 0 || connection.localAddress === undefined) return undefined
+    const six = isIPv6(connection.localAddress) && !connection.localAddress.startsWith('::ffff:')
+    const length = [value.length]
+    if (getsockopt(fd, six ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, value, length) !== 0)
+      return errno() === ENOENT ? 'untracked' : undefined
+    // sockaddr_in / sockaddr_in6: family (host order), port (network order), then the address.
+    const port = value.readUInt16BE(2)
+    const address = six
+      ? formatIpAddress({family: 6, bytes: value.subarray(8, 24)})
+      : formatIpAddress({family: 4, bytes: value.subarray(4, 8)})
+    return {address, port}
   }
 }
 
