@@ -265,7 +265,6 @@ describe('config', () => {
           require_imdsv2: false,
           deny_user_data: false,
           deny_instance_identity: false,
-    deny_instance_identity: false,
           admin_listen: null,
           cache_max_entries: 10000,
         },
