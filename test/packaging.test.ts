@@ -44,7 +44,9 @@ describe('packaging/ec2userkeyd.service', () => {
     assert.ok(text.split('\n').includes(EXEC_START), `the unit must say ${EXEC_START}`)
     for (const key of ['User', 'Group', 'DynamicUser'])
       assert.equal(service.get(key), undefined, `${key}= would take root away`)
-    assert.deepEqual(service.get('Type'), ['simple'])
+    // And it counts as started once the daemon says READY=1 (its rules are in), from its own process only
+    assert.deepEqual(service.get('Type'), ['notify'])
+    assert.deepEqual(service.get('NotifyAccess'), ['main'])
     assert.deepEqual(service.get('ExecReload'), ['/bin/kill -HUP $MAINPID'])
     assert.deepEqual(service.get('Restart'), ['on-failure'])
     // And it is ordered before logins, after the network, and wanted by multi-user.target

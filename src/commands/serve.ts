@@ -2,24 +2,12 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {LOG_LEVELS, LogLevel} from '../lib/config/schema.js'
-import {Daemon, startDaemon} from '../lib/daemon/daemon.js'
-import {createLogger, Logger, LogSink, streamSink} from '../lib/daemon/log.js'
-import {createMetrics} from '../lib/daemon/metrics.js'
+import {DEFAULT_HOST, runDaemon} from '../lib/daemon/lifecycle.js'
+import {streamSink} from '../lib/daemon/log.js'
 import {syslogSink} from '../lib/daemon/syslog.js'
 import {UserError} from '../lib/errors.js'
-import {
-  commandLine,
-  installInterception,
-  interceptionRules,
-  InterceptionPlan,
-  ip6tablesFor,
-  planInterception,
-  redirectAddress,
-  removeInterception,
-} from '../lib/host/iptables.js'
+import {commandLine, interceptionRules, ip6tablesFor, redirectAddress} from '../lib/host/iptables.js'
 import {DEFAULT_UPSTREAM} from '../lib/imds/upstream.js'
-
-const DEFAULT_HOST = '127.0.0.1'
 
 export default class ServeCommand extends BaseCommand {
   static override enableJsonFlag = false
@@ -30,7 +18,7 @@ export default class ServeCommand extends BaseCommand {
     'configuration (a bad one is refused and the running one stays); SIGTERM and SIGINT finish what is in flight and exit 0. ' +
     'Once listening, it installs the iptables rules (chain EC2USERKEYD in the nat and filter tables, and the same with ip6tables ' +
     'where the host has IPv6) that send every non-root connection to 169.254.169.254:80 to it, and removes them on SIGTERM and ' +
-    'SIGINT unless [general] keep_rules_on_exit = True. ' +
+    'SIGINT unless [general] keep_rules_on_exit = True. Under systemd (NOTIFY_SOCKET) it says READY=1 once the rules are in. ' +
     "The Python tool's `ec2userkeyd [-f FILE] [-d] [-v] daemon` runs this command."
 
   static override examples = [
@@ -58,89 +46,29 @@ export default class ServeCommand extends BaseCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ServeCommand)
-    let config = await this.loadConfig(flags)
-    const port = flags.port ?? config.general.daemon_port
-    const rules = () => ({listenPort: port, daemonUid: process.getuid!(), listenAddress: redirectAddress(flags.host)})
+    const config = await this.loadConfig(flags)
     if (flags['print-rules']) {
+      const rules = {listenPort: flags.port ?? config.general.daemon_port, daemonUid: process.getuid!(), listenAddress: redirectAddress(flags.host)}
       const {iptables} = config.general
       for (const [family, binary] of [[4, iptables], [6, ip6tablesFor(iptables)]] as const)
-        for (const args of interceptionRules({...rules(), family})) this.log(commandLine(binary, args))
+        for (const args of interceptionRules({...rules, family})) this.log(commandLine(binary, args))
       return
     }
     if (flags.iptables && process.getuid?.() !== 0) throw new UserError('usage', 'serve installs iptables rules and needs root; run as root or pass --no-iptables')
-    const plan = flags.iptables ? await planInterception({iptables: config.general.iptables, ...rules()}) : null
-
-    const sinks: LogSink[] = []
-    if (config.general.log_console || flags['log-console']) sinks.push(streamSink(process.stderr))
-    if (config.general.log_syslog)
-      try {
-        sinks.push(await syslogSink())
-      } catch (error) {
-        sinks.push(streamSink(process.stderr))
-        process.stderr.write(`syslog is not available (${(error as Error).message}); logging to standard error\n`)
-      }
-    const logger = createLogger({level: (flags['log-level'] as LogLevel | undefined) ?? config.general.log_level, sinks})
-    for (const note of plan?.notes ?? []) logger.warn(note)
-    const daemon = await startDaemon({
+    await runDaemon({
       config,
+      loadConfig: () => this.loadConfig(flags),
       host: flags.host,
-      port,
-      ipv6Loopback: flags.host === DEFAULT_HOST || plan?.families.some((f) => f.family === 6 && f.redirect),
+      port: flags.port,
       upstream: flags.upstream,
       instanceRole: flags['instance-role'],
+      logLevel: flags['log-level'] as LogLevel | undefined,
+      logConsole: flags['log-console'],
+      interception: flags.iptables,
+      daemonUid: process.getuid!(),
       env: process.env,
-      logger,
-      metrics: createMetrics(),
+      signals: process,
+      outputs: {console: streamSink(process.stderr), syslog: () => syslogSink()},
     })
-    if (plan) await intercept(plan, daemon, logger, config.general.keep_rules_on_exit)
-
-    process.on('SIGHUP', async () => {
-      try {
-        const next = await this.loadConfig(flags)
-        // A file that vanished (e.g. mid-replace) must not silently turn into all defaults.
-        if (config.file !== null && next.file === null) throw new Error(`${config.file} is missing`)
-        await daemon.reload(next)
-        config = next
-      } catch (error) {
-        logger.error('reload refused: the running configuration stays', {error: (error as Error).message})
-      }
-    })
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info('stopping', {signal})
-        daemon.close().then(resolve, (error) => {
-          logger.error('error while stopping', {error: (error as Error).message})
-          resolve()
-        })
-      }
-      process.once('SIGTERM', () => stop('SIGTERM'))
-      process.once('SIGINT', () => stop('SIGINT'))
-    })
-    try {
-      if (plan) await release(plan, logger, config.general.keep_rules_on_exit)
-    } finally {
-      for (const sink of sinks) sink.close?.()
-    }
   }
-}
-
-/** Installs the rules now that the daemon accepts connections; a failure stops the daemon. */
-async function intercept(plan: InterceptionPlan, daemon: Daemon, logger: Logger, keep: boolean): Promise<void> {
-  try {
-    const {families, connections} = await installInterception(plan, {ipv6Listener: daemon.ipv6Address !== null})
-    logger.info('interception installed', {families, connections})
-    if ('skipped' in connections)
-      logger.warn(`connections to IMDS opened before the rules are cut by the filter rules instead: ${connections.skipped}`)
-  } catch (error) {
-    logger.error('cannot install the interception', {error: (error as Error).message})
-    await daemon.close()
-    await release(plan, logger, keep).catch((e) => logger.error('cannot remove the interception', {error: (e as Error).message}))
-    throw error
-  }
-}
-
-/** Removes the rules at exit, unless they stay to fail closed. */
-async function release(plan: InterceptionPlan, logger: Logger, keep: boolean): Promise<void> {
-  if (keep) return logger.info('interception kept (keep_rules_on_exit): non-root users get no metadata until the daemon is back')
-  logger.info('interception removed', {families: await removeInterception({iptables: plan.families[0].binary})})
 }

@@ -30,6 +30,8 @@ export interface FakeImds {
   credentialRequests(): UpstreamRequest[]
   /** Stop answering (requests hang) until `false`. */
   hang(on: boolean): void
+  /** Answer requests for `path` (as sent, e.g. `/latest/meta-data/ami-id`) `ms` late; 0 clears. */
+  delay(path: string, ms: number): void
   /** Forget every session token (as IMDS does after its TTL). */
   forgetTokens(): void
   setUserData(text: string): void
@@ -53,6 +55,7 @@ export async function startFakeImds(options: FakeImdsOptions = {}): Promise<Fake
   const requests: UpstreamRequest[] = []
   const tokens = new Set<string>()
   let hanging = false
+  const delays = new Map<string, number>()
   let minted = 0
   let userData = '#!/bin/bash\necho "bootstrap password: hunter2"\n'
   const instanceCredentials = {
@@ -106,9 +109,14 @@ export async function startFakeImds(options: FakeImdsOptions = {}): Promise<Fake
     const token = req.headers['x-aws-ec2-metadata-token'] as string | undefined
     requests.push({method: req.method ?? '', path, token})
     if (hanging) return // never answers
+    const late = delays.get(path) ?? 0
     const send = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
-      res.writeHead(status, {'Content-Type': type, Server: 'EC2ws', ...headers})
-      res.end(body)
+      const answer = () => {
+        res.writeHead(status, {'Content-Type': type, Server: 'EC2ws', ...headers})
+        res.end(body)
+      }
+      if (late > 0) setTimeout(answer, late)
+      else answer()
     }
     if (req.method === 'PUT' && path === '/latest/api/token') {
       const ttl = req.headers['x-aws-ec2-metadata-token-ttl-seconds']
@@ -140,6 +148,7 @@ export async function startFakeImds(options: FakeImdsOptions = {}): Promise<Fake
         return isCredentialPath(r.path) || (m !== null && credentialPaths.has(m[1]))
       }),
     hang: (on) => (hanging = on),
+    delay: (path, ms) => (ms > 0 ? delays.set(path, ms) : delays.delete(path)),
     forgetTokens: () => tokens.clear(),
     setUserData: (text) => (userData = text),
     stop: async () => {

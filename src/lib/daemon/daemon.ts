@@ -1,6 +1,6 @@
 // `serve` wired: the credential engine, the IMDS application and its listener, the socket-owner
-// lookup, the admin listener (metrics, health), and reload and close. The command adds flags,
-// signals and logging sinks.
+// lookup, the admin listener (metrics, health), and reload and close. lifecycle.ts adds the
+// interception, signals, systemd's notifications and the logging sinks.
 import {createServer, Server} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
 import {rm} from 'node:fs/promises'
@@ -9,13 +9,15 @@ import type {Config, MethodName} from '../config/schema.js'
 import {UserError} from '../errors.js'
 import {cachedUserNames, Endpoint, openSocketOwnerFinder, SocketOwnerFinder} from '../host/sockets.js'
 import {nssUserDatabase, UserDatabase} from '../host/users.js'
-import {createImdsApp, ImdsApp} from '../imds/app.js'
+import {createImdsApp, ImdsApp, RequestRecord} from '../imds/app.js'
 import {createImdsServer} from '../imds/server.js'
 import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
+import {Health, throttledProbe, upstreamProbe} from './health.js'
 import type {Logger} from './log.js'
 import type {DaemonMetrics} from './metrics.js'
+import {optionLabel, planReload} from './reload.js'
 
 export interface DaemonOptions {
   config: Config
@@ -28,8 +30,11 @@ export interface DaemonOptions {
   /** --instance-role, else [general] instance_role, else discovery. */
   instanceRole?: string
   env: Record<string, string | undefined>
+  /** Its level may change while the daemon runs (reload): the access log follows it. */
   logger: Logger
   metrics: DaemonMetrics
+  /** The checks /healthz reports; the daemon adds `listener` and `upstream`, its caller the others. */
+  health?: Health
   /** Tests: the socket lookup mechanism and the destinations clients dialled before DNAT. */
   ownerLookup?: {mechanism?: 'auto' | 'netlink' | 'proc'; originalDestinations?: readonly Endpoint[]}
   users?: UserDatabase
@@ -42,7 +47,13 @@ export interface Daemon {
   readonly ipv6Address: AddressInfo | null
   /** Where the admin listener listens (a path or host:port), if configured. */
   readonly adminAddress: string | null
-  /** Swaps in a new, already validated configuration; caches start over. */
+  /** /healthz's checks. */
+  readonly health: Health
+  /**
+   * Swaps in a new, already validated configuration. The credential and IAM read caches stay
+   * when nothing that decides credentials changed (reload.ts); a failure leaves the running
+   * configuration in place and rejects.
+   */
   reload(config: Config): Promise<void>
   /** Stops accepting, answers what is in flight, closes everything. */
   close(): Promise<void>
@@ -53,7 +64,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const upstream = new ImdsUpstream({baseUrl: options.upstream})
   const tokens = new TokenStore()
 
-  const build = async (config: Config): Promise<{engine: Engine; app: ImdsApp}> => {
+  const health = options.health ?? new Health()
+
+  const buildEngine = async (config: Config, reuse?: Engine): Promise<Engine> => {
     const engine = await createEngine({
       config,
       instanceRole: options.instanceRole,
@@ -64,16 +77,22 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         metrics.awsCall(call)
         logger.debug('aws call', {...call})
       },
+      iamSource: reuse?.source,
     })
-    // The instance role is needed for every answer: find it now, or do not start.
+    // The instance role is needed for every answer: find it now, or do not start (or reload).
     const role = await engine.source.getInstanceRole()
     logger.info('instance role', {roleArn: role.arn, source: role.source})
     if (!config.method_InstanceRole.fail_safe && chainsOf(config).some((chain) => chain.includes('InstanceRole')))
       logger.warn(
         "fail_safe = False: when the instance role refuses to assume itself, InstanceRole hands out the instance's own, unrestricted credentials (the Python tool's behaviour)",
       )
-    metrics.watchCache(() => engine.broker.cache.stats)
-    const app = createImdsApp({
+    return engine
+  }
+  // Request records are built only when they will be written; a getter, so that the access log
+  // follows the logger's level as it is now, not as it was when the application was built.
+  const requestLog = (record: RequestRecord) => logger.debug('request', {...record})
+  const buildApp = (config: Config, engine: Engine): ImdsApp =>
+    createImdsApp({
       broker: engine.broker,
       instanceRoleName: async () => (await engine.source.getInstanceRole()).name,
       upstream,
@@ -83,14 +102,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000)
         logger.audit('credential request', {...record})
       },
-      // Request records are built only when they will be written.
-      log: logger.level === 'DEBUG' ? (record) => logger.debug('request', {...record}) : undefined,
+      get log() {
+        return logger.level === 'DEBUG' ? requestLog : undefined
+      },
       warn: (message) => logger.error(message),
     })
-    return {engine, app}
+  const build = async (config: Config, reuse?: Engine): Promise<Running> => {
+    const engine = await buildEngine(config, reuse)
+    return {config, engine, app: buildApp(config, engine)}
   }
 
   let current = await build(options.config)
+  metrics.watchCache(() => current.engine.broker.cache.stats)
   const finder: SocketOwnerFinder = await openSocketOwnerFinder(options.ownerLookup ?? {})
   if (finder.fallbackReason) logger.warn(`socket owners are looked up in /proc/net/tcp (slow with many sockets): ${finder.fallbackReason}`)
   else logger.info('socket owners are looked up with netlink sock_diag', {via: finder.via})
@@ -103,14 +126,33 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (!owner) return null
     return {uid: owner.uid, user: await names.userFor(owner.uid)}
   }
-  const server = createImdsServer(app, lookup)
+  // One warning per uid and minute for connections over its cap (a flood would flood the log too).
+  const refusedWarned = new Map<number | null, number>()
+  const limits = {
+    onConnectionRefused: (uid: number | null, open: number) => {
+      const last = refusedWarned.get(uid)
+      if (last !== undefined && Date.now() - last < 60_000) return
+      if (refusedWarned.size > 10_000) refusedWarned.clear()
+      refusedWarned.set(uid, Date.now())
+      logger.warn(`uid ${uid ?? '(unknown owner)'} has ${open} connections open to the daemon, its limit: new ones are closed at once (said once a minute)`)
+    },
+  }
+  const server = createImdsServer(app, lookup, limits)
   await listen(server, options.port, options.host)
   const address = server.address() as AddressInfo
   logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
   const servers = [server]
+  health.set('listener', () => {
+    const down = servers.filter((s) => !s.listening)
+    const where = servers.map((s) => describeAddress(s.address()))
+    return down.length === 0
+      ? {ok: true, detail: `listening on ${where.join(', ')}`}
+      : {ok: false, detail: `not listening: ${down.map((s) => describeAddress(s.address())).join(', ') || 'closed'}`}
+  })
+  health.set('upstream', throttledProbe(upstreamProbe(upstream)))
   let ipv6Address: AddressInfo | null = null
   if (options.ipv6Loopback) {
-    const server6 = createImdsServer(app, lookup)
+    const server6 = createImdsServer(app, lookup, limits)
     try {
       await listen(server6, address.port, '::1')
       ipv6Address = server6.address() as AddressInfo
@@ -129,29 +171,59 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }, 30_000)
   refresher.unref()
 
-  const admin = options.config.general.admin_listen ? await startAdmin(options.config.general.admin_listen, metrics) : null
+  const admin = options.config.general.admin_listen ? await startAdmin(options.config.general.admin_listen, metrics, health) : null
   if (admin) logger.info('admin listener', {address: admin.where})
 
   return {
     address,
     ipv6Address,
     adminAddress: admin?.where ?? null,
+    health,
     async reload(config) {
-      if (config.general.daemon_port !== options.config.general.daemon_port || config.general.admin_listen !== options.config.general.admin_listen)
-        logger.warn('daemon_port and admin_listen take effect at the next start, not on reload')
-      current = await build(config)
+      const plan = planReload({started: options.config, running: current.config, next: config})
+      if (plan.restartOnly.length > 0)
+        logger.warn(`${plan.restartOnly.map(optionLabel).join(', ')} changed: ${plan.restartOnly.length === 1 ? 'it takes' : 'they take'} effect at the next start, not on reload`)
+      if (plan.keep === 'engine') {
+        // Nothing that decides credentials changed: the same engine, caches and all, and the same
+        // application unless an option it reads changed (OPTIONS_OUTSIDE_APPLICATION).
+        current = {config, engine: current.engine, app: plan.keepApplication ? current.app : buildApp(config, current.engine)}
+      } else {
+        current = await build(config, plan.keep === 'iam-reads' ? current.engine : undefined)
+        logger.info('credential cache dropped: options that decide credentials changed', {
+          options: plan.credentialOptions.map(optionLabel),
+          iamReadCache: plan.keep === 'iam-reads' ? 'kept' : 'dropped',
+        })
+      }
       logger.info('configuration reloaded', {file: config.file})
     },
     async close() {
       clearInterval(refresher)
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
-      for (const s of servers) s.closeIdleConnections()
-      await Promise.all(closed)
+      // A kept-alive connection whose request was in flight goes idle once answered: close it
+      // then, rather than wait for the client (or the keep-alive timeout) to close it.
+      const sweep = () => servers.forEach((s) => s.closeIdleConnections())
+      sweep()
+      const sweeper = setInterval(sweep, 50)
+      await Promise.all(closed).finally(() => clearInterval(sweeper))
       await admin?.close()
       await finder.close()
+      upstream.close()
       logger.info('stopped')
     },
   }
+}
+
+/** The configuration in force, and the engine and application built from it. */
+interface Running {
+  config: Config
+  engine: Engine
+  app: ImdsApp
+}
+
+function describeAddress(address: AddressInfo | string | null): string {
+  if (address === null) return 'closed'
+  if (typeof address === 'string') return address
+  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`
 }
 
 /** Every chain the configuration can select. */
@@ -176,11 +248,17 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   })
 }
 
-/** /metrics and /healthz, on a unix socket (mode 0600) or a loopback port; nothing else. */
-async function startAdmin(where: string, metrics: DaemonMetrics): Promise<{where: string; close(): Promise<void>}> {
+/**
+ * /metrics and /healthz, on a unix socket (mode 0600) or a loopback port; nothing else. /healthz
+ * is 200 with {"status":"ok","checks":{...}} when every check is ok, else 503 with "failing".
+ */
+async function startAdmin(where: string, metrics: DaemonMetrics, health: Health): Promise<{where: string; close(): Promise<void>}> {
   const server = createServer(async (req, res) => {
     if (req.method !== 'GET') return void res.writeHead(405).end()
-    if (req.url === '/healthz') return void res.writeHead(200, {'content-type': 'text/plain'}).end('ok\n')
+    if (req.url === '/healthz') {
+      const report = await health.report()
+      return void res.writeHead(report.status === 'ok' ? 200 : 503, {'content-type': 'application/json'}).end(`${JSON.stringify(report)}\n`)
+    }
     if (req.url === '/metrics') {
       const body = await metrics.registry.metrics()
       return void res.writeHead(200, {'content-type': metrics.registry.contentType}).end(body)

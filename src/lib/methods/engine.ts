@@ -25,6 +25,8 @@ export interface EngineOptions {
   instanceCredentials?: () => Promise<Credentials>
   now?: () => number
   onAwsCall?: (call: AwsCallRecord) => void
+  /** Read IAM through this source, already cached, instead of a new one (serve's reload keeps its warm IAM reads). */
+  iamSource?: IamSource
 }
 
 export interface Engine {
@@ -36,8 +38,8 @@ export interface Engine {
 export async function createEngine(options: EngineOptions): Promise<Engine> {
   const {config} = options
   const clients = options.accountFile ? null : createAwsClients({env: options.env, onCall: options.onAwsCall})
-  const inner = await createIamSource({config, accountFile: options.accountFile, instanceRole: options.instanceRole, env: options.env, clients: clients ?? undefined})
-  const live = inner.mode === 'live'
+  const inner = options.iamSource ?? (await createIamSource({config, accountFile: options.accountFile, instanceRole: options.instanceRole, env: options.env, clients: clients ?? undefined}))
+  const live = inner.mode === 'live' && !options.iamSource
   const source = live
     ? new CachedIamSource(inner, {
         ttlMs: config.general.iam_cache_seconds * 1000,

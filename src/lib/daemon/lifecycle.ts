@@ -1,0 +1,319 @@
+// `serve`'s life around the daemon: the logger and its sinks, start-up (the daemon, then the
+// interception), systemd's notifications, /healthz's interception and config checks, and the
+// signals. SIGHUP reloads the configuration, one reload at a time: SIGHUPs that come during a
+// reload make exactly one more once it is done, which reads the file again, so the newest file
+// wins. A SIGHUP during start-up is remembered and done once the daemon serves (Node's default
+// for SIGHUP would end the process). SIGTERM and SIGINT stop accepting, finish what is in flight,
+// remove the rules (unless keep_rules_on_exit) and return. The command parses flags and calls
+// runDaemon; nothing here reads process.env or exits.
+import type {Config, LogLevel} from '../config/schema.js'
+import {
+  installInterception,
+  InstalledFamily,
+  InterceptionPlan,
+  planInterception,
+  redirectAddress,
+  removeInterception,
+  RunCommand,
+} from '../host/iptables.js'
+import {Daemon, DaemonOptions, startDaemon} from './daemon.js'
+import {checkInterception, Health, HealthCheck, throttledProbe} from './health.js'
+import {createLogger, Logger, LogSink} from './log.js'
+import {createMetrics, DaemonMetrics} from './metrics.js'
+import {monotonicUsec, Notifier, openNotifier} from './notify.js'
+
+/** The listener's default address; with it the daemon also listens on [::1]. */
+export const DEFAULT_HOST = '127.0.0.1'
+
+/** What signals come from: `process` (tests pass an EventEmitter). */
+export interface SignalSource {
+  on(signal: NodeJS.Signals, listener: () => void): unknown
+  off(signal: NodeJS.Signals, listener: () => void): unknown
+}
+
+/** The sinks the log can write to; which are used follows log_console and log_syslog, reload after reload. */
+export interface LogOutputs {
+  /** Standard error: log_console, --log-console, and where the log goes when syslog is unavailable. */
+  console: LogSink
+  /** Opens syslog; throws where it cannot be reached. */
+  syslog: () => Promise<LogSink>
+}
+
+export interface RunDaemonOptions {
+  /** The configuration read at start. */
+  config: Config
+  /** Reads the configuration file again (SIGHUP). */
+  loadConfig: () => Promise<Config>
+  host: string
+  /** --port; else [general] daemon_port. */
+  port?: number
+  upstream: string
+  instanceRole?: string
+  /** --log-level and --log-console: they win over the file's log_level and log_console, on reload too. */
+  logLevel?: LogLevel
+  logConsole?: boolean
+  /** Install the interception (--iptables); false: --no-iptables. */
+  interception: boolean
+  /** The uid the daemon runs as (its own IMDS requests pass the rules). */
+  daemonUid: number
+  /** The process's environment: the AWS SDK's settings, and NOTIFY_SOCKET. */
+  env: Record<string, string | undefined>
+  signals: SignalSource
+  outputs: LogOutputs
+  metrics?: DaemonMetrics
+  /** Tests: the daemon itself, and how iptables is run. */
+  startDaemon?: (options: DaemonOptions) => Promise<Daemon>
+  runCommand?: RunCommand
+}
+
+/** Runs the daemon until SIGTERM or SIGINT; rejects when it cannot start. */
+export async function runDaemon(options: RunDaemonOptions): Promise<void> {
+  const {signals} = options
+  let config = options.config
+  const levelOf = (c: Config) => options.logLevel ?? c.general.log_level
+  const logger = createLogger({level: levelOf(config), sinks: []})
+  const outputs = new SinkSet(options.outputs)
+  let phase: 'starting' | 'serving' | 'stopping' = 'starting'
+  let hupWhileStarting = false
+  let reloads: ReloadQueue | null = null
+
+  // Signals first: start-up can take long (AWS, iptables), and Node's default for SIGHUP ends
+  // the process.
+  const onHangup = () => {
+    if (phase === 'starting') hupWhileStarting = true
+    else if (phase === 'serving') reloads?.request()
+  }
+  signals.on('SIGHUP', onHangup)
+  let notifier: Notifier | null = null
+  const stopSignals: Array<[NodeJS.Signals, () => void]> = []
+  try {
+    logger.reconfigure({sinks: await outputs.select(config, options.logConsole)})
+    logger.info('starting', {file: config.file})
+    // At ERROR: a Type=notify unit that never hears READY=1 is stopped at its start timeout, and
+    // the default log_level must show why.
+    notifier = await openNotifier(options.env.NOTIFY_SOCKET, (message) => logger.error(message))
+    const notify = notifier
+
+    const port = options.port ?? config.general.daemon_port
+    const plan = options.interception
+      ? await planInterception({
+          iptables: config.general.iptables,
+          listenPort: port,
+          daemonUid: options.daemonUid,
+          listenAddress: redirectAddress(options.host),
+          run: options.runCommand,
+        })
+      : null
+    for (const note of plan?.notes ?? []) logger.warn(note)
+
+    const health = new Health()
+    let configCheck: HealthCheck = {ok: true, detail: loadedDetail(config)}
+    health.set('config', () => configCheck)
+    const daemon = await (options.startDaemon ?? startDaemon)({
+      config,
+      host: options.host,
+      port,
+      ipv6Loopback: options.host === DEFAULT_HOST || plan?.families.some((f) => f.family === 6 && f.redirect),
+      upstream: options.upstream,
+      instanceRole: options.instanceRole,
+      env: options.env,
+      logger,
+      metrics: options.metrics ?? createMetrics(),
+      health,
+    })
+
+    // From here on a stop waits for the interception to be in, so that it is removed whole.
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals) => {
+        // A second signal gets Node's default: the admin insists.
+        for (const [name, listener] of stopSignals) signals.off(name, listener)
+        phase = 'stopping'
+        notify.notify({STOPPING: 1, STATUS: `stopping (${signal})`})
+        logger.info('stopping', {signal})
+        resolve()
+      }
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+        const listener = () => stop(signal)
+        stopSignals.push([signal, listener])
+        signals.on(signal, listener)
+      }
+    })
+
+    if (plan) {
+      health.set('interception', () => ({ok: false, detail: 'being installed'}))
+      const installed = await intercept(
+        plan,
+        daemon,
+        logger,
+        config.general.keep_rules_on_exit,
+        options.runCommand,
+      )
+      health.set(
+        'interception',
+        throttledProbe(() => checkInterception(installed, plan, options.runCommand)),
+      )
+    }
+
+    const serving = plan ? 'serving; interception installed' : 'serving; no interception (--no-iptables)'
+    if (phase === 'starting') {
+      phase = 'serving'
+      notify.notify({READY: 1, STATUS: serving})
+    }
+
+    reloads = new ReloadQueue(async () => {
+      notify.notify({RELOADING: 1, MONOTONIC_USEC: monotonicUsec(), STATUS: 'reloading the configuration'})
+      let status = serving
+      try {
+        const next = await options.loadConfig()
+        // A file that vanished (e.g. mid-replace) must not silently turn into all defaults.
+        if (config.file !== null && next.file === null) throw new Error(`${config.file} is missing`)
+        // The new log settings first, so that the reload's own lines follow them; back if it is refused.
+        logger.reconfigure({level: levelOf(next), sinks: await outputs.select(next, options.logConsole)})
+        try {
+          await daemon.reload(next)
+        } catch (error) {
+          logger.reconfigure({
+            level: levelOf(config),
+            sinks: await outputs.select(config, options.logConsole),
+          })
+          throw error
+        }
+        config = next
+        configCheck = {ok: true, detail: loadedDetail(next)}
+      } catch (error) {
+        const reason = (error as Error).message
+        logger.error('reload refused: the running configuration stays', {error: reason})
+        configCheck = {ok: false, detail: `reload refused, the previous configuration is running: ${reason}`}
+        status = `${serving}; reload refused, the previous configuration is running: ${reason}`
+      }
+      // systemd waits for READY=1 to end the reload, refused or not; after STOPPING=1 it waits for nothing.
+      if (phase === 'serving') notify.notify({READY: 1, STATUS: status})
+    })
+    if (hupWhileStarting && phase === 'serving') {
+      logger.info('SIGHUP came during start-up: reloading the configuration now')
+      reloads.request()
+    }
+
+    await stopped
+    try {
+      await daemon.close()
+    } catch (error) {
+      logger.error('error while stopping', {error: (error as Error).message})
+    }
+    if (plan) await release(plan, logger, config.general.keep_rules_on_exit, options.runCommand)
+  } finally {
+    phase = 'stopping'
+    signals.off('SIGHUP', onHangup)
+    for (const [name, listener] of stopSignals) signals.off(name, listener)
+    notifier?.close()
+    outputs.close()
+  }
+}
+
+function loadedDetail(config: Config): string {
+  return `${config.file ?? 'no configuration file: the defaults'} in force since ${new Date().toISOString()}`
+}
+
+/**
+ * Runs `task` for each request, one run at a time: requests made while it runs are coalesced
+ * into exactly one more run after it.
+ */
+class ReloadQueue {
+  private running: Promise<void> | null = null
+  private again = false
+
+  constructor(private readonly task: () => Promise<void>) {}
+
+  request(): void {
+    if (this.running) {
+      this.again = true
+      return
+    }
+    this.running = (async () => {
+      do {
+        this.again = false
+        await this.task().catch(() => {}) // the task reports its own failures
+      } while (this.again)
+      this.running = null
+    })()
+  }
+}
+
+/** Opens the log's sinks as the configuration asks, reusing what is open, closing what is dropped. */
+class SinkSet {
+  private syslog: LogSink | null = null
+
+  constructor(private readonly outputs: LogOutputs) {}
+
+  async select(config: Config, consoleFlag = false): Promise<LogSink[]> {
+    const sinks: LogSink[] = []
+    if (config.general.log_console || consoleFlag) sinks.push(this.outputs.console)
+    if (config.general.log_syslog) {
+      try {
+        this.syslog ??= await this.outputs.syslog()
+        sinks.push(this.syslog)
+      } catch (error) {
+        if (!sinks.includes(this.outputs.console)) sinks.push(this.outputs.console)
+        this.outputs.console.write(
+          'WARNING',
+          `syslog is not available (${(error as Error).message}); logging to standard error`,
+        )
+      }
+    } else if (this.syslog) {
+      this.syslog.close?.()
+      this.syslog = null
+    }
+    return sinks
+  }
+
+  close(): void {
+    this.syslog?.close?.()
+    this.syslog = null
+    this.outputs.console.close?.()
+  }
+}
+
+/** Installs the rules now that the daemon accepts connections; a failure stops the daemon. */
+async function intercept(
+  plan: InterceptionPlan,
+  daemon: Daemon,
+  logger: Logger,
+  keep: boolean,
+  run: RunCommand | undefined,
+): Promise<InstalledFamily[]> {
+  try {
+    const {families, connections} = await installInterception(plan, {
+      ipv6Listener: daemon.ipv6Address !== null,
+      run,
+    })
+    logger.info('interception installed', {families, connections})
+    if ('skipped' in connections)
+      logger.warn(
+        `connections to IMDS opened before the rules are cut by the filter rules instead: ${connections.skipped}`,
+      )
+    return families
+  } catch (error) {
+    logger.error('cannot install the interception', {error: (error as Error).message})
+    await daemon.close()
+    await release(plan, logger, keep, run).catch((e) =>
+      logger.error('cannot remove the interception', {error: (e as Error).message}),
+    )
+    throw error
+  }
+}
+
+/** Removes the rules at exit, unless they stay to fail closed. */
+async function release(
+  plan: InterceptionPlan,
+  logger: Logger,
+  keep: boolean,
+  run: RunCommand | undefined,
+): Promise<void> {
+  if (keep)
+    return logger.info(
+      'interception kept (keep_rules_on_exit): non-root users get no metadata until the daemon is back',
+    )
+  logger.info('interception removed', {
+    families: await removeInterception({iptables: plan.families[0].binary, run}),
+  })
+}
