@@ -6,6 +6,7 @@
 // for SIGHUP would end the process). SIGTERM and SIGINT stop accepting, finish what is in flight,
 // remove the rules (unless keep_rules_on_exit) and return. The command parses flags and calls
 // runDaemon; nothing here reads process.env or exits.
+import {takeEarlySighup} from '../../cli/early-sighup.js'
 import type {Config, LogLevel} from '../config/schema.js'
 import {
   installInterception,
@@ -84,6 +85,8 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     else if (phase === 'serving') reloads?.request()
   }
   signals.on('SIGHUP', onHangup)
+  // One that came while the command was still loading (bin/run.js held it).
+  if (signals === process && takeEarlySighup()) hupWhileStarting = true
   let notifier: Notifier | null = null
   const stopSignals: Array<[NodeJS.Signals, () => void]> = []
   try {
