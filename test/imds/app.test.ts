@@ -8,6 +8,7 @@ import {connect} from 'node:net'
 import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
 
 import {errorPage} from '../../src/lib/imds/format.js'
+import {ConnectionCaps} from '../../src/lib/imds/server.js'
 import {call, Harness, INSTANCE_KEY, INSTANCE_SECRET, ROLE, startHarness, users} from './fake-imds.js'
 
 const CREDS = `/latest/meta-data/iam/security-credentials/${ROLE}`
@@ -579,6 +580,11 @@ describe('the IMDS application', () => {
       )
       assert.match(h.warnings.join('\n'), /proc\/net\/tcp unreadable/)
       assert.deepEqual(h.fake.requests, [])
+      assert.deepEqual(
+        h.audits.map((a) => [a.uid, a.outcome, a.path, a.detail]),
+        [[null, 'error', CREDS, 'HTTP 500: the daemon failed: /proc/net/tcp unreadable']],
+        'the credential request is audited, the other one is not',
+      )
       h.as(alice)
       assert.equal((await get(CREDS)).status, 200, 'a new connection is looked up afresh')
     })
@@ -804,11 +810,11 @@ describe('the IMDS application', () => {
       assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`)
     })
 
-    it('caps the open connections of one uid, and no one else’s', async () => {
+    it('caps the open connections of one uid, and no one else’s; unknown uids share one cap', async () => {
       await h.stop()
       const refused: Array<[number | null, number]> = []
       h = await startHarness({
-        limits: {maxConnectionsPerUid: 3, onConnectionRefused: (uid, open) => refused.push([uid, open])},
+        limits: {caps: new ConnectionCaps({perUid: 3, onRefused: (uid, open) => refused.push([uid, open])})},
       })
       const idle = async () => {
         const before = h.lookups()
@@ -818,24 +824,41 @@ describe('the IMDS application', () => {
         return socket
       }
       const alices = [await idle(), await idle(), await idle()]
-      // The fourth is closed at once, before any request is answered.
-      const fourth = await idle()
-      fourth.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n')
+      // The fourth is closed at once: its request is neither answered nor handed to the broker.
+      const fourth = connect(h.port, '127.0.0.1')
+      fourth.write(`GET ${CREDS} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n`)
       let answer = ''
       fourth.on('data', (chunk: Buffer) => (answer += chunk.toString()))
       fourth.on('error', () => {})
       await once(fourth, 'close')
       assert.equal(answer, '')
       assert.deepEqual(refused, [[1001, 3]])
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.deepEqual(h.broker.calls, [], 'the refused connection’s request reached no one')
+      // Closed before its request was read (nothing to audit), or read and refused: never issued.
+      assert.ok(
+        h.audits.every(
+          (a) => a.outcome === 'denied' && /over its owner’s connection limit/.test(a.detail ?? ''),
+        ),
+        JSON.stringify(h.audits),
+      )
       h.as(bob)
       assert.equal((await get(CREDS)).status, 200, 'bob is not held up by alice’s connections')
-      h.as(null)
-      assert.equal((await get(CREDS)).status, 404, 'unknown owners have a cap of their own')
+      // Three uids without a local user fill the one cap they share; a fourth is refused.
+      const strangers = []
+      for (const uid of [5001, 5002, 5003]) {
+        h.as({uid, user: null})
+        strangers.push(await idle())
+      }
+      h.as({uid: 5004, user: null})
+      const late = await idle()
+      if (!late.destroyed) await once(late, 'close')
+      assert.deepEqual(refused.at(-1), [null, 3])
       h.as(alice)
       alices[0].destroy()
       await new Promise((resolve) => setTimeout(resolve, 50))
       assert.equal((await get(CREDS)).status, 200, 'a closed connection frees its place')
-      for (const socket of alices) socket.destroy()
+      for (const socket of [...alices, ...strangers]) socket.destroy()
     })
 
     it('answers 504 quickly when the upstream hangs', async () => {

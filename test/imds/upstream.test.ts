@@ -171,6 +171,41 @@ describe('the upstream IMDS client', () => {
     }
   })
 
+  it('does not make a uid wait in another uid’s queue for a path both ask for', async () => {
+    const order: string[] = []
+    const slow = createServer((req, res) => {
+      if (req.method === 'PUT') return void res.end('session')
+      setTimeout(() => res.end(req.url), 50)
+    })
+    slow.listen(0, '127.0.0.1')
+    await once(slow, 'listening')
+    try {
+      const {port} = slow.address() as AddressInfo
+      upstream = new ImdsUpstream({
+        baseUrl: `http://127.0.0.1:${port}`,
+        timeoutMs: 10_000,
+        maxConnections: 4,
+        maxConnectionsPerUid: 1,
+      })
+      // uid 1001 floods its one-connection share, then asks for the region (queued last)
+      const flood = Array.from({length: 20}, (_, i) =>
+        upstream.get(`/latest/meta-data/flood-${i}`, {uid: 1001}).then(() => order.push('flood')),
+      )
+      const theirs = upstream.get('/latest/meta-data/placement/region', {uid: 1001})
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      // uid 1002 asks for the same path: on a connection of its own share, not behind the flood
+      await upstream.get('/latest/meta-data/placement/region', {uid: 1002}).then(() => order.push('light'))
+      await Promise.all([...flood, theirs])
+      assert.ok(
+        order.indexOf('light') <= 3,
+        `uid 1002 was answered after ${order.indexOf('light')} of uid 1001's requests`,
+      )
+    } finally {
+      slow.closeAllConnections()
+      slow.close()
+    }
+  })
+
   it('refuses one uid’s request when no share of the connections frees up in time', async () => {
     const slow = createServer((req, res) => {
       if (req.method === 'PUT') return void res.end('session')

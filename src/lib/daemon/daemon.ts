@@ -10,7 +10,7 @@ import {UserError} from '../errors.js'
 import {cachedUserNames, Endpoint, openSocketOwnerFinder, SocketOwnerFinder} from '../host/sockets.js'
 import {nssUserDatabase, UserDatabase} from '../host/users.js'
 import {createImdsApp, ImdsApp, RequestRecord} from '../imds/app.js'
-import {createImdsServer} from '../imds/server.js'
+import {ConnectionCaps, createImdsServer} from '../imds/server.js'
 import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
@@ -128,14 +128,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   // One warning per uid and minute for connections over its cap (a flood would flood the log too).
   const refusedWarned = new Map<number | null, number>()
+  // One count for both listeners (IPv4 and IPv6).
   const limits = {
-    onConnectionRefused: (uid: number | null, open: number) => {
-      const last = refusedWarned.get(uid)
-      if (last !== undefined && Date.now() - last < 60_000) return
-      if (refusedWarned.size > 10_000) refusedWarned.clear()
-      refusedWarned.set(uid, Date.now())
-      logger.warn(`uid ${uid ?? '(unknown owner)'} has ${open} connections open to the daemon, its limit: new ones are closed at once (said once a minute)`)
-    },
+    caps: new ConnectionCaps({
+      onRefused: (uid, open) => {
+        const last = refusedWarned.get(uid)
+        if (last !== undefined && Date.now() - last < 60_000) return
+        if (refusedWarned.size > 10_000) refusedWarned.clear()
+        refusedWarned.set(uid, Date.now())
+        logger.warn(
+          `${uid === null ? 'connections of uids without a local user (or of no known owner)' : `uid ${uid}`} hold ${open} connections to the daemon, the limit: new ones are closed at once (said once a minute)`,
+        )
+      },
+    }),
   }
   const server = createImdsServer(app, lookup, limits)
   await listen(server, options.port, options.host)

@@ -186,8 +186,11 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
       } catch (error) {
         const reason = (error as Error).message
         logger.error('reload refused: the running configuration stays', {error: reason})
-        configCheck = {ok: false, detail: `reload refused, the previous configuration is running: ${reason}`}
-        status = `${serving}; reload refused, the previous configuration is running: ${reason}`
+        // /healthz and systemd's STATUS (which any local user can read) say that, not why: the
+        // reason may quote the file's values. The log has it.
+        const refused = `reload refused at ${new Date().toISOString()}, the previous configuration is running (the log says why)`
+        configCheck = {ok: false, detail: refused}
+        status = `${serving}; ${refused}`
       }
       // systemd waits for READY=1 to end the reload, refused or not; after STOPPING=1 it waits for nothing.
       if (phase === 'serving') notify.notify({READY: 1, STATUS: status})

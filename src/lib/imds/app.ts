@@ -238,7 +238,7 @@ export class ImdsApp {
       this.deps.warn?.(
         `IMDS ${req.method} ${ctx.path?.upstreamPath ?? '(unparsed path)'} for uid ${ctx.identity?.uid ?? '?'}: ${message(error)}`,
       )
-      answer = page(500)
+      answer = refusal(500, `the daemon failed: ${message(error)}`)
     }
     this.send(res, ctx, answer)
     if (!ctx.audited && answer.why !== undefined && asksForCredentials(ctx)) this.auditRefusal(ctx, answer)
@@ -246,10 +246,10 @@ export class ImdsApp {
     this.logRequest(ctx, answer)
   }
 
-  /** A credential request a step refused: one audit record, outcome denied. */
+  /** A credential request a step refused (outcome denied), or that failed before its handler (error). */
   private auditRefusal(ctx: Context, answer: Answer): void {
     this.audit(ctx, {
-      outcome: 'denied',
+      outcome: answer.status === 500 ? 'error' : 'denied',
       detail: `HTTP ${answer.status}: ${answer.why}`,
       method: null,
       roleArn: null,
@@ -305,6 +305,8 @@ export class ImdsApp {
 
   private async owner(ctx: Context): Promise<Answer | undefined> {
     const identity = await ctx.who()
+    // Closed meanwhile by the listener: over its owner's connection cap (server.ts).
+    if (ctx.req.socket.destroyed) return refusal(503, 'the connection was closed (over its owner’s connection limit)')
     if (!identity) return refusal(404, "the connection's owner could not be found")
     ctx.identity = identity
     if (identity.uid !== 0 && !identity.user) return refusal(404, `no local user has uid ${identity.uid}`)

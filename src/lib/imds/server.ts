@@ -38,15 +38,56 @@ export interface ImdsServerLimits {
   keepAliveTimeoutMs?: number
   /** Requests on one connection before it is closed (default 1,000). */
   maxRequestsPerSocket?: number
-  /**
-   * Open connections one uid may have (default 256; those whose owner is unknown count as one
-   * uid). Past it a new connection of that uid is closed at once (the client sees a reset).
-   */
-  maxConnectionsPerUid?: number
-  /** Open connections in all (default 16,384; the systemd unit allows 65,536 descriptors). */
+  /** Open connections in all, per listener (default 16,384; the systemd unit allows 65,536 descriptors). */
   maxConnections?: number
-  /** Told of every connection closed for being over its uid's cap. */
-  onConnectionRefused?: (uid: number | null, open: number) => void
+  /**
+   * The per-uid connection counts, shared by the listeners that pass the same object (serve's
+   * IPv4 and IPv6 listeners); default: one of the listener's own, with default caps.
+   */
+  caps?: ConnectionCaps
+}
+
+/**
+ * Open connections per owner. A uid may hold `perUid` (default 256); every uid without a local
+ * user, and every connection whose owner could not be found, count together as one owner
+ * (`null`): otherwise a user with many subordinate uids (containers) would get 256 per uid.
+ * Past the cap a new connection is closed at once (the client sees a reset), before any of its
+ * requests is answered.
+ */
+export class ConnectionCaps {
+  private readonly open = new Map<number | null, number>()
+  readonly perUid: number
+
+  constructor(
+    options: {perUid?: number; onRefused?: (uid: number | null, open: number) => void} = {},
+  ) {
+    this.perUid = options.perUid ?? 256
+    this.onRefused = options.onRefused
+  }
+
+  private readonly onRefused?: (uid: number | null, open: number) => void
+
+  /** The owner a connection counts for. */
+  static ownerOf(identity: Identity | null): number | null {
+    return identity && (identity.uid === 0 || identity.user) ? identity.uid : null
+  }
+
+  /** Counts `socket` for `owner` until it closes; false (and the socket destroyed) when over the cap. */
+  admit(socket: Socket, owner: number | null): boolean {
+    const count = (this.open.get(owner) ?? 0) + 1
+    if (count > this.perUid) {
+      socket.destroy()
+      this.onRefused?.(owner, count - 1)
+      return false
+    }
+    this.open.set(owner, count)
+    socket.once('close', () => {
+      const left = this.open.get(owner)! - 1
+      if (left === 0) this.open.delete(owner)
+      else this.open.set(owner, left)
+    })
+    return true
+  }
 }
 
 export function createImdsServer(app: ImdsApp, lookup: OwnerLookup, limits: ImdsServerLimits = {}): Server {
@@ -67,31 +108,14 @@ export function createImdsServer(app: ImdsApp, lookup: OwnerLookup, limits: Imds
   )
   server.maxRequestsPerSocket = limits.maxRequestsPerSocket ?? 1000
   server.maxConnections = limits.maxConnections ?? 16_384
-  const perUid = limits.maxConnectionsPerUid ?? 256
-  const open = new Map<number | null, number>()
+  const caps = limits.caps ?? new ConnectionCaps()
   server.on('connection', (socket: Socket) => {
-    // Looked up now, and remembered for the connection's first request.
-    identityFor(socket, lookup).then(
-      (identity) => {
-        if (socket.destroyed) return // closed before its owner was known: it counts for nobody
-        const uid = identity?.uid ?? null
-        const count = (open.get(uid) ?? 0) + 1
-        if (count > perUid) {
-          socket.destroy()
-          limits.onConnectionRefused?.(uid, count - 1)
-          return
-        }
-        open.set(uid, count)
-        socket.once('close', () => {
-          const left = open.get(uid)! - 1
-          if (left === 0) open.delete(uid)
-          else open.set(uid, left)
-        })
-      },
-      () => {
-        // The lookup failed: the connection's requests answer 500 (handle's owner step).
-      },
-    )
+    // Looked up now, and remembered for the connection's first request. The app's owner step
+    // waits for the same lookup and refuses a request whose connection was closed here.
+    const counted = (identity: Identity | null) => {
+      if (!socket.destroyed) caps.admit(socket, ConnectionCaps.ownerOf(identity))
+    }
+    identityFor(socket, lookup).then(counted, () => counted(null))
   })
   return server
 }

@@ -116,13 +116,21 @@ export class ImdsUpstream implements UpstreamClient {
     if (credentials) return this.fair(who, () => this.fetch(path))
     const cached = this.cache.get(path)
     if (cached && this.now() < cached.until) return cached.answer
-    // Someone already asks for this path: wait for that answer, taking no share of one's own.
-    let flight = this.inflight.get(path)
-    if (!flight) {
-      flight = this.fair(who, () => this.fetch(path)).finally(() => this.inflight.delete(path))
-      this.inflight.set(path, flight)
-    }
-    const answer = await flight
+    // Someone's request for this path is already on a connection: wait for that answer, taking
+    // no share of one's own. One still waiting for a connection is not joined: it waits in its
+    // asker's share, which may be full of that asker's own flood.
+    const answer = await (this.inflight.get(path) ??
+      this.fair(who, () => {
+        const started = this.inflight.get(path)
+        if (started) return started
+        const fetching = this.fetch(path)
+        const done = () => {
+          if (this.inflight.get(path) === fetching) this.inflight.delete(path)
+        }
+        fetching.then(done, done)
+        this.inflight.set(path, fetching)
+        return fetching
+      }))
     if ((answer.status === 200 || answer.status === 404) && this.cacheTtlMs > 0) this.remember(path, answer)
     return answer
   }
