@@ -38,6 +38,12 @@ export interface DaemonOptions {
   /** Tests: the socket lookup mechanism and the destinations clients dialled before DNAT. */
   ownerLookup?: {mechanism?: 'auto' | 'netlink' | 'proc'; originalDestinations?: readonly Endpoint[]}
   users?: UserDatabase
+  /**
+   * Connections will be DNAT'd (serve installs the interception): refuse to start unless
+   * conntrack's original tuples can be read (ctnetlink), since without them a client whose source
+   * port NAT changed can be taken for another socket's owner.
+   */
+  requireConntrack?: boolean
 }
 
 export interface Daemon {
@@ -117,6 +123,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const finder: SocketOwnerFinder = await openSocketOwnerFinder(options.ownerLookup ?? {})
   if (finder.fallbackReason) logger.warn(`socket owners are looked up in /proc/net/tcp (slow with many sockets): ${finder.fallbackReason}`)
   else logger.info('socket owners are looked up with netlink sock_diag', {via: finder.via})
+  if (finder.conntrackFallbackReason && options.requireConntrack) {
+    await finder.close()
+    throw new UserError('unavailable', `cannot intercept safely: ${finder.conntrackFallbackReason}`, {
+      suggestion: 'load nf_conntrack_netlink (modprobe nf_conntrack_netlink) and run serve as root, or pass --no-iptables',
+    })
+  }
+  if (finder.conntrackFallbackReason) logger.warn(`socket owners are found without conntrack's original tuples: ${finder.conntrackFallbackReason}`)
   const names = cachedUserNames(options.users ?? nssUserDatabase(), 60_000)
 
   // The listener's handler always reaches the current application, so a reload swaps it whole.

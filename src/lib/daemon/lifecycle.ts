@@ -123,6 +123,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
       logger,
       metrics: options.metrics ?? createMetrics(),
       health,
+      requireConntrack: plan !== null,
     })
 
     // From here on a stop waits for the interception to be in, so that it is removed whole.

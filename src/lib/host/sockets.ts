@@ -10,10 +10,15 @@
 // sockets, ~100 ms with 10,000), is only the fallback where netlink can't be opened; `via` and
 // `fallbackReason` say which is in use.
 //
-// Which of those peers it is, the daemon asks the kernel too when it has the accepted socket:
-// SO_ORIGINAL_DST gives the destination the client dialled before DNAT (conntrack's original
-// tuple), so only that one tuple is looked up. Without it (no socket descriptor, no libc), every
-// possible peer is tried and exactly one socket must match across them all.
+// Which tuple it is, the daemon asks the kernel too when it has the accepted socket: conntrack
+// (ctnetlink, found by the accepted socket's own tuple, conntrack's reply tuple) gives the
+// connection's original tuple, the client socket's exact address, port and peer before any NAT,
+// so only that one tuple is looked up. That matters when NAT had to change the client's source
+// port (its reply tuple clashed with another connection's): the port the daemon sees is then
+// another socket's, or nobody's. No entry: never NAT'd, the peer is the listener. Where ctnetlink
+// cannot be asked (not root, no nf_conntrack_netlink; `conntrackFallbackReason` says so),
+// SO_ORIGINAL_DST gives the destination dialled, paired with the port seen. Without either (bare
+// endpoints, no libc), every possible peer is tried and exactly one socket must match.
 import {readdirSync, readFileSync} from 'node:fs'
 import {access, readFile} from 'node:fs/promises'
 import {isIPv4, isIPv6} from 'node:net'
@@ -78,6 +83,12 @@ export interface SocketOwnerFinder {
   readonly via: SocketLookupMechanism
   /** Why netlink is not in use, when 'auto' fell back to /proc: the daemon logs it once. */
   readonly fallbackReason?: string
+  /**
+   * Why conntrack cannot be asked for a connection's original tuple (ctnetlink needs root and
+   * nf_conntrack_netlink): lookups then rely on SO_ORIGINAL_DST, blind to a remapped source
+   * port. The daemon logs it once.
+   */
+  readonly conntrackFallbackReason?: string
   /**
    * The owner of the client socket behind an accepted connection; null when no live socket or
    * more than one matches. Rejects (a UserError, kind 'unavailable') when the kernel could not
@@ -273,27 +284,98 @@ export async function openSocketOwnerFinder(
     netlinkFailure &&
     `netlink sock_diag unavailable (${netlinkFailure}); reading /proc/net/tcp instead, which slows with many open sockets`
   const tuples = lookup
+  let conntrack: Ctnetlink | undefined
+  let conntrackFailure: string | undefined
+  try {
+    conntrack = await Ctnetlink.open(options.timeoutMs ?? 1000)
+  } catch (error) {
+    conntrackFailure = (error as Error).message
+  }
+  const conntrackFallbackReason =
+    conntrackFailure &&
+    `conntrack cannot be asked through ctnetlink (${conntrackFailure}); a DNAT'd client is looked up by SO_ORIGINAL_DST and the port it is seen from, which names the wrong socket when NAT had to change its source port`
   const originalDestination = await originalDestinationReader()
   return {
     via,
     fallbackReason,
+    conntrackFallbackReason,
     async findSocketOwner(connection) {
+      if (conntrack && descriptorOf(connection) !== undefined) {
+        const tuple = await conntrackClientTuple(conntrack, connection, destinations)
+        if (!tuple) return null
+        const live = (await tuples.find([tuple])).filter(isLiveClient)
+        return live.length === 1 ? {uid: live[0].uid, inode: live[0].inode, via} : null
+      }
       let candidates = clientSocketTuples(connection, destinations)
       const dialled = originalDestination?.(connection)
       if (dialled) {
         // The one peer the client's socket has: the listener when conntrack never saw the
         // connection (no DNAT without conntrack), else conntrack's original destination; it
         // must be the listener or an IMDS address, as before.
-        const peer = dialled === 'untracked' ? {address: connection.localAddress ?? '', port: connection.localPort} : dialled
+        const peer =
+          dialled === 'untracked'
+            ? {address: connection.localAddress ?? '', port: connection.localPort}
+            : dialled
         const address = canonicalAddress(peer.address)
-        candidates = candidates.filter((t) => t.remote.address === address?.text && t.remote.port === peer.port)
+        candidates = candidates.filter(
+          (t) => t.remote.address === address?.text && t.remote.port === peer.port,
+        )
       }
       if (candidates.length === 0) return null
       const live = (await tuples.find(candidates)).filter(isLiveClient)
       return live.length === 1 ? {uid: live[0].uid, inode: live[0].inode, via} : null
     },
-    close: () => tuples.close(),
+    async close() {
+      await Promise.all([tuples.close(), conntrack?.close()])
+    },
   }
+}
+
+/** The descriptor of an accepted `net.Socket`; undefined for bare endpoints. */
+function descriptorOf(connection: ConnectionEndpoints): number | undefined {
+  const fd = (connection as {_handle?: {fd?: unknown}})._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined
+}
+
+/**
+ * The one tuple the client's socket has, from the conntrack entry of the accepted connection:
+ * its reply tuple is the accepted socket's (listener → client as seen), its original tuple the
+ * client's own socket (address and port before any NAT → the destination it dialled). No entry:
+ * never NAT'd, so the client's peer is the listener. Null when the connection's endpoints are
+ * unknown, or the client dialled neither the listener nor an original destination.
+ */
+async function conntrackClientTuple(
+  conntrack: Ctnetlink,
+  connection: ConnectionEndpoints,
+  destinations: readonly Endpoint[],
+): Promise<ClientSocketTuple | null> {
+  const {localAddress, localPort, remoteAddress, remotePort} = connection
+  if (localAddress === undefined || remoteAddress === undefined || !isPort(localPort) || !isPort(remotePort))
+    return null
+  const listener = canonicalAddress(localAddress)
+  const client = canonicalAddress(remoteAddress)
+  if (!listener || !client || listener.family !== client.family) return null
+  const family = client.family
+  const reply = {
+    family,
+    src: {address: listener.text, port: localPort},
+    dst: {address: client.text, port: remotePort},
+  }
+  const original = await conntrack.originalTuple(reply)
+  const tuple: ClientSocketTuple = original
+    ? {family, local: original.src, remote: original.dst}
+    : {family, local: reply.dst, remote: reply.src}
+  const peers = [reply.src, ...destinations].map((peer) => ({
+    address: canonicalAddress(peer.address),
+    port: peer.port,
+  }))
+  const dialledPeer = peers.some(
+    (peer) =>
+      peer.address?.family === family &&
+      peer.address.text === tuple.remote.address &&
+      peer.port === tuple.remote.port,
+  )
+  return dialledPeer ? tuple : null
 }
 
 /** One lookup with a finder of its own (a command, a test); the daemon keeps one finder open. */
@@ -322,13 +404,17 @@ const SO_ORIGINAL_DST = 80 // IP6T_SO_ORIGINAL_DST is 80 too
  * say: not a socket with a descriptor, or an error other than ENOENT (no conntrack entry).
  * Null when libc cannot be loaded.
  */
-export async function originalDestinationReader(): Promise<((c: ConnectionEndpoints) => OriginalDestination | undefined) | null> {
+export async function originalDestinationReader(): Promise<
+  ((c: ConnectionEndpoints) => OriginalDestination | undefined) | null
+> {
   let getsockopt: (fd: number, level: number, name: number, value: Buffer, length: number[]) => number
   let errno: () => number
   try {
     const koffi = await import('koffi')
     const libc = koffi.load(null)
-    getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ uint32_t *length)')
+    getsockopt = libc.func(
+      'int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ uint32_t *length)',
+    )
     errno = () => koffi.errno()
   } catch {
     return null
@@ -351,7 +437,7 @@ export async function originalDestinationReader(): Promise<((c: ConnectionEndpoi
 }
 
 // ---------------------------------------------------------------------------------------------
-// Netlink sock_diag through libc (koffi): socket, sendto, recv, poll, close
+// Netlink through libc (koffi): socket, sendto, recv, poll, close
 
 const AF_INET = 2
 const AF_INET6 = 10
@@ -360,6 +446,7 @@ const SOCK_DGRAM = 2
 const SOCK_NONBLOCK = 0o4000
 const SOCK_CLOEXEC = 0o2000000
 const NETLINK_SOCK_DIAG = 4
+const NETLINK_NETFILTER = 12
 const IPPROTO_TCP = 6
 const SOCK_DIAG_BY_FAMILY = 20
 const NLMSG_ERROR = 2
@@ -417,14 +504,136 @@ const readU16 = (b: Buffer, offset: number) => (HOST_LE ? b.readUInt16LE(offset)
 const readU32 = (b: Buffer, offset: number) => (HOST_LE ? b.readUInt32LE(offset) : b.readUInt32BE(offset))
 const readI32 = (b: Buffer, offset: number) => (HOST_LE ? b.readInt32LE(offset) : b.readInt32BE(offset))
 
-/** Writes the nlmsghdr of a sock_diag request; the body follows at NLMSG_HEADER. */
-function writeHeader(b: Buffer, flags: number, seq: number) {
-  writeU32(b, 0, REQUEST_LENGTH)
-  writeU16(b, 4, SOCK_DIAG_BY_FAMILY)
+/** Writes an nlmsghdr; the body follows at NLMSG_HEADER. */
+function writeNetlinkHeader(b: Buffer, length: number, type: number, flags: number, seq: number) {
+  writeU32(b, 0, length)
+  writeU16(b, 4, type)
   writeU16(b, 6, flags)
   writeU32(b, 8, seq)
   writeU32(b, 12, 0) // nlmsg_pid: the kernel fills in ours
 }
+
+const lookupError = (message: string) =>
+  new UserError('unavailable', `socket owner lookup failed: ${message}; the connection gets no credentials`)
+
+/**
+ * One netlink socket to the kernel, one request at a time: a reply is matched by sequence
+ * number, and one that comes after its request gave up is discarded before the next request.
+ */
+class NetlinkChannel {
+  readonly reply = Buffer.alloc(16 * 1024)
+  private readonly kernel = Buffer.alloc(12) // sockaddr_nl {AF_NETLINK, pad, pid 0 (the kernel), groups 0}
+  private readonly pollfd = Buffer.alloc(8) // struct pollfd {fd, events, revents}
+  private seq = 0
+  /** A request ended without its answer (a timeout, an error): a late reply may be queued. */
+  private unsettled = false
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  private constructor(
+    readonly libc: Libc,
+    private readonly fd: number,
+    private readonly timeoutMs: number,
+    /** What the kernel side is called in messages: 'sock_diag', 'ctnetlink'. */
+    private readonly name: string,
+  ) {
+    writeU16(this.kernel, 0, AF_NETLINK)
+    writeU32(this.pollfd, 0, fd)
+    writeU16(this.pollfd, 4, POLLIN)
+  }
+
+  /** Throws a plain Error saying why the socket cannot be had. */
+  static async open(
+    protocol: number,
+    protocolName: string,
+    name: string,
+    timeoutMs: number,
+  ): Promise<NetlinkChannel> {
+    let libc: Libc
+    try {
+      libc = await loadLibc()
+    } catch (error) {
+      throw new Error(`cannot load libc through koffi: ${(error as Error).message.split('\n')[0]}`)
+    }
+    const fd = libc.socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol)
+    if (fd < 0) throw new Error(`socket(AF_NETLINK, ${protocolName}) failed: ${libc.errnoName(libc.errno())}`)
+    return new NetlinkChannel(libc, fd, timeoutMs, name)
+  }
+
+  nextSeq(): number {
+    return (this.seq = (this.seq + 1) >>> 0)
+  }
+
+  errnoName(errno: number): string {
+    return this.libc.errnoName(errno)
+  }
+
+  /** Runs fn after every earlier one: the buffers are shared. */
+  serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn)
+    this.queue = run.catch(() => {})
+    return run
+  }
+
+  send(request: Buffer, length: number) {
+    for (;;) {
+      if (this.libc.sendto(this.fd, request, length, 0, this.kernel, this.kernel.length) >= 0) return
+      const errno = this.libc.errno()
+      if (errno !== EINTR) throw lookupError(`netlink sendto: ${this.libc.errnoName(errno)}`)
+    }
+  }
+
+  /** One datagram already queued (the kernel answers a request before sendto returns): its length, or -errno. */
+  receiveNow(): number {
+    const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
+    return n < 0 ? -this.libc.errno() : n
+  }
+
+  /**
+   * Sends a request and waits for its answer: decode reads each
+   * datagram of n bytes in `reply` and says 'not ours' for a stale one.
+   */
+  async exchange<T>(request: Buffer, length: number, decode: (n: number) => T | 'not ours'): Promise<T> {
+    if (this.closed) throw lookupError('the socket owner finder is closed')
+    if (this.unsettled) this.discardLateReplies()
+    this.unsettled = true
+    this.send(request, length)
+    const deadline = Date.now() + this.timeoutMs
+    for (;;) {
+      const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
+      if (n < 0) {
+        const errno = this.libc.errno()
+        if (errno === EINTR) continue
+        if (errno !== EAGAIN) throw lookupError(`netlink recv: ${this.libc.errnoName(errno)}`)
+        // Normally unreachable (the kernel answers within sendto); wait off the event loop.
+        const remaining = deadline - Date.now()
+        if (remaining <= 0 || (await this.libc.pollAsync(this.pollfd, 1, remaining)) <= 0)
+          throw lookupError(`netlink ${this.name} gave no answer within ${this.timeoutMs} ms`)
+        continue
+      }
+      const answer = decode(n)
+      if (answer === 'not ours') continue
+      this.unsettled = false
+      return answer
+    }
+  }
+
+  /** Closes the socket at once (a failed open) or once the requests in flight have finished. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.queue
+    this.libc.close(this.fd)
+  }
+
+  /** A reply that came after its request timed out must not answer the next one. */
+  private discardLateReplies() {
+    while (this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT) >= 0) continue
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sock_diag: one exact socket id per request
 
 /**
  * inet_diag_req_v2 for one exact socket: ports and addresses in network order, the rest host
@@ -433,7 +642,7 @@ function writeHeader(b: Buffer, flags: number, seq: number) {
  */
 function encodeExactRequest(b: Buffer, tuple: ClientSocketTuple, seq: number, ifindex = 0) {
   b.fill(0)
-  writeHeader(b, NLM_F_REQUEST, seq)
+  writeNetlinkHeader(b, REQUEST_LENGTH, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq)
   const body = NLMSG_HEADER
   b[body] = tuple.family === 4 ? AF_INET : AF_INET6
   b[body + 1] = IPPROTO_TCP
@@ -487,45 +696,18 @@ function decodeSocketId(b: Buffer, msg: number): {local: Endpoint; remote: Endpo
   }
 }
 
-const lookupError = (message: string) =>
-  new UserError('unavailable', `socket owner lookup failed: ${message}; the connection gets no credentials`)
-
 class NetlinkSockDiag implements TupleLookup {
   private readonly request = Buffer.alloc(REQUEST_LENGTH)
-  private readonly reply = Buffer.alloc(16 * 1024)
-  private readonly kernel = Buffer.alloc(12) // sockaddr_nl {AF_NETLINK, pad, pid 0 (the kernel), groups 0}
-  private readonly pollfd = Buffer.alloc(8) // struct pollfd {fd, events, revents}
-  private seq = 0
-  /** A request ended without its answer (a timeout, an error): a late reply may be queued. */
-  private unsettled = false
-  private queue: Promise<unknown> = Promise.resolve()
-  private closed = false
 
-  private constructor(
-    private readonly libc: Libc,
-    private readonly fd: number,
-    private readonly timeoutMs: number,
-  ) {
-    writeU16(this.kernel, 0, AF_NETLINK)
-    writeU32(this.pollfd, 0, fd)
-    writeU16(this.pollfd, 4, POLLIN)
-  }
+  private constructor(private readonly channel: NetlinkChannel) {}
 
   static async open(timeoutMs: number): Promise<NetlinkSockDiag> {
-    let libc: Libc
-    try {
-      libc = await loadLibc()
-    } catch (error) {
-      throw new Error(`cannot load libc through koffi: ${(error as Error).message.split('\n')[0]}`)
-    }
-    const fd = libc.socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
-    if (fd < 0)
-      throw new Error(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) failed: ${libc.errnoName(libc.errno())}`)
-    const diag = new NetlinkSockDiag(libc, fd, timeoutMs)
+    const channel = await NetlinkChannel.open(NETLINK_SOCK_DIAG, 'NETLINK_SOCK_DIAG', 'sock_diag', timeoutMs)
+    const diag = new NetlinkSockDiag(channel)
     try {
       diag.probe()
     } catch (error) {
-      libc.close(fd)
+      await channel.close()
       throw error
     }
     return diag
@@ -537,23 +719,30 @@ class NetlinkSockDiag implements TupleLookup {
    * A dump of no states costs the kernel nothing and tells the two apart.
    */
   private probe() {
-    this.request.fill(0)
-    writeHeader(this.request, NLM_F_REQUEST | NLM_F_DUMP, ++this.seq)
-    this.request[NLMSG_HEADER] = AF_INET
-    this.request[NLMSG_HEADER + 1] = IPPROTO_TCP
-    this.send()
+    const {channel, request} = this
+    request.fill(0)
+    writeNetlinkHeader(
+      request,
+      REQUEST_LENGTH,
+      SOCK_DIAG_BY_FAMILY,
+      NLM_F_REQUEST | NLM_F_DUMP,
+      channel.nextSeq(),
+    )
+    request[NLMSG_HEADER] = AF_INET
+    request[NLMSG_HEADER + 1] = IPPROTO_TCP
+    channel.send(request, REQUEST_LENGTH)
     // The kernel answers a netlink request before sendto returns.
     for (;;) {
-      const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
-      if (n < 0)
-        throw new Error(`no answer to a sock_diag TCP request (${this.libc.errnoName(this.libc.errno())})`)
+      const n = channel.receiveNow()
+      if (n < 0) throw new Error(`no answer to a sock_diag TCP request (${channel.errnoName(-n)})`)
+      const b = channel.reply
       for (let at = 0; at + NLMSG_HEADER <= n;) {
-        const length = readU32(this.reply, at)
-        const type = readU16(this.reply, at + 4)
+        const length = readU32(b, at)
+        const type = readU16(b, at + 4)
         if (type === NLMSG_DONE) return
         if (type === NLMSG_ERROR)
           throw new Error(
-            `the kernel has no TCP handler for sock_diag (${this.libc.errnoName(-readI32(this.reply, at + NLMSG_HEADER))})`,
+            `the kernel has no TCP handler for sock_diag (${channel.errnoName(-readI32(b, at + NLMSG_HEADER))})`,
           )
         if (length < NLMSG_HEADER) break
         at += (length + 3) & ~3
@@ -562,82 +751,40 @@ class NetlinkSockDiag implements TupleLookup {
   }
 
   find(tuples: readonly ClientSocketTuple[]): Promise<KernelSocket[]> {
-    // One request at a time: the buffers are shared, and a reply is matched by sequence number.
-    const run = this.queue.then(async () => {
+    return this.channel.serially(async () => {
       // Each tuple once unbound and once per interface: a socket bound to an interface that
       // shares the tuple must count, or "exactly one" could name another user's socket.
       const found = new Map<number, KernelSocket>()
       for (const tuple of tuples)
         for (const ifindex of [0, ...interfaceIndexes()]) {
-          const socket = await this.exchange(tuple, ifindex)
+          const seq = this.channel.nextSeq()
+          encodeExactRequest(this.request, tuple, seq, ifindex)
+          const socket = await this.channel.exchange(this.request, REQUEST_LENGTH, (n) =>
+            this.decode(n, seq, tuple),
+          )
           if (socket) found.set(socket.inode, socket)
         }
       return [...found.values()]
     })
-    this.queue = run.catch(() => {})
-    return run
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    await this.queue
-    this.libc.close(this.fd)
-  }
-
-  /** A reply that came after its request timed out must not answer the next one. */
-  private discardLateReplies() {
-    while (this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT) >= 0) continue
-  }
-
-  private send() {
-    for (;;) {
-      if (this.libc.sendto(this.fd, this.request, REQUEST_LENGTH, 0, this.kernel, this.kernel.length) >= 0)
-        return
-      const errno = this.libc.errno()
-      if (errno !== EINTR) throw lookupError(`netlink sendto: ${this.libc.errnoName(errno)}`)
-    }
-  }
-
-  private async exchange(tuple: ClientSocketTuple, ifindex: number): Promise<KernelSocket | null> {
-    if (this.closed) throw lookupError('the socket owner finder is closed')
-    if (this.unsettled) this.discardLateReplies()
-    this.unsettled = true
-    const seq = (this.seq = (this.seq + 1) >>> 0)
-    encodeExactRequest(this.request, tuple, seq, ifindex)
-    this.send()
-    const deadline = Date.now() + this.timeoutMs
-    for (;;) {
-      const n = this.libc.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT)
-      if (n < 0) {
-        const errno = this.libc.errno()
-        if (errno === EINTR) continue
-        if (errno !== EAGAIN) throw lookupError(`netlink recv: ${this.libc.errnoName(errno)}`)
-        // Normally unreachable (the kernel answers within sendto); wait off the event loop.
-        const remaining = deadline - Date.now()
-        if (remaining <= 0 || (await this.libc.pollAsync(this.pollfd, 1, remaining)) <= 0)
-          throw lookupError(`netlink sock_diag gave no answer within ${this.timeoutMs} ms`)
-        continue
-      }
-      const answer = this.decode(n, seq, tuple)
-      if (answer === 'not ours') continue
-      this.unsettled = false
-      return answer
-    }
+  close(): Promise<void> {
+    return this.channel.close()
   }
 
   /** Whether the inet_diag_msg at msg reports the socket id of the request in flight. */
   private isRequestedId(msg: number, tuple: ClientSocketTuple): boolean {
     const id = NLMSG_HEADER + 8 // ports, then source and destination addresses: 36 bytes
-    if (this.reply[msg] === this.request[NLMSG_HEADER])
-      return this.reply.compare(this.request, id, id + 36, msg + 4, msg + 40) === 0
+    const reply = this.channel.reply
+    if (reply[msg] === this.request[NLMSG_HEADER])
+      return reply.compare(this.request, id, id + 36, msg + 4, msg + 40) === 0
     // An IPv4 client's dual-stack socket answers as AF_INET6 with IPv4-mapped addresses.
-    return tupleKey({family: tuple.family, ...decodeSocketId(this.reply, msg)}) === tupleKey(tuple)
+    return tupleKey({family: tuple.family, ...decodeSocketId(reply, msg)}) === tupleKey(tuple)
   }
 
   /** The answer to request `seq` in a datagram of n bytes, or 'not ours' for a stale reply. */
   private decode(n: number, seq: number, tuple: ClientSocketTuple): KernelSocket | null | 'not ours' {
-    const b = this.reply
+    const b = this.channel.reply
     for (let at = 0; at + NLMSG_HEADER <= n;) {
       const length = readU32(b, at)
       if (length < NLMSG_HEADER || at + length > n) throw lookupError('malformed netlink reply')
@@ -646,7 +793,7 @@ class NetlinkSockDiag implements TupleLookup {
         if (type === NLMSG_ERROR) {
           const errno = -readI32(b, at + NLMSG_HEADER)
           if (errno === ENOENT) return null
-          throw lookupError(`sock_diag answered ${this.libc.errnoName(errno)}`)
+          throw lookupError(`sock_diag answered ${this.channel.errnoName(errno)}`)
         }
         if (type === SOCK_DIAG_BY_FAMILY) {
           if (length < NLMSG_HEADER + DIAG_MSG_LENGTH) throw lookupError('short inet_diag_msg')
@@ -660,6 +807,222 @@ class NetlinkSockDiag implements TupleLookup {
       at += (length + 3) & ~3
     }
     return 'not ours'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ctnetlink (include/uapi/linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h): the conntrack
+// entry of an accepted connection, asked for by its reply tuple, gives the client's original
+// tuple, the one its own socket has, even when NAT changed its source port.
+
+const NFNL_SUBSYS_CTNETLINK = 1
+const IPCTNL_MSG_CT_NEW = 0
+const IPCTNL_MSG_CT_GET = 1
+const NFNETLINK_V0 = 0
+const NFGENMSG_LENGTH = 4 // nfgen_family u8, version u8, res_id __be16
+const CTA_TUPLE_ORIG = 1
+const CTA_TUPLE_REPLY = 2
+const CTA_TUPLE_IP = 1
+const CTA_TUPLE_PROTO = 2
+const CTA_IP_V4_SRC = 1
+const CTA_IP_V4_DST = 2
+const CTA_IP_V6_SRC = 3
+const CTA_IP_V6_DST = 4
+const CTA_PROTO_NUM = 1
+const CTA_PROTO_SRC_PORT = 2
+const CTA_PROTO_DST_PORT = 3
+const NLA_F_NESTED = 0x8000
+const NLA_F_NET_BYTEORDER = 0x4000
+const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff
+const NLA_HEADER = 4
+const EPERM = 1
+
+/** A conntrack tuple: the direction's source and destination. */
+export interface ConntrackTuple {
+  family: 4 | 6
+  src: Endpoint
+  dst: Endpoint
+}
+
+const align4 = (n: number) => (n + 3) & ~3
+
+/**
+ * IPCTNL_MSG_CT_GET for the entry whose reply tuple is given: nlmsghdr, nfgenmsg, then
+ * CTA_TUPLE_REPLY {CTA_TUPLE_IP {src, dst}, CTA_TUPLE_PROTO {num, src port, dst port}} (zone 0).
+ * Writes into b (at least 88 bytes) and returns the length.
+ */
+export function encodeConntrackRequest(b: Buffer, reply: ConntrackTuple, seq: number): number {
+  const src = canonicalAddress(reply.src.address)
+  const dst = canonicalAddress(reply.dst.address)
+  if (!src || !dst || src.family !== reply.family || dst.family !== reply.family)
+    throw new Error('a conntrack tuple needs two addresses of its family')
+  const addressLength = reply.family === 4 ? 4 : 16
+  b.fill(0)
+  let at = NLMSG_HEADER
+  b[at] = reply.family === 4 ? AF_INET : AF_INET6
+  b[at + 1] = NFNETLINK_V0
+  b.writeUInt16BE(0, at + 2) // res_id
+  at += NFGENMSG_LENGTH
+  const attribute = (type: number, write: () => void) => {
+    const start = at
+    at += NLA_HEADER
+    write()
+    writeU16(b, start, at - start) // nla_len: header and payload, without the final padding
+    writeU16(b, start + 2, type)
+    at = align4(at)
+  }
+  attribute(CTA_TUPLE_REPLY | NLA_F_NESTED, () => {
+    attribute(CTA_TUPLE_IP | NLA_F_NESTED, () => {
+      attribute(reply.family === 4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, () => {
+        b.set(src.bytes, at)
+        at += addressLength
+      })
+      attribute(reply.family === 4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, () => {
+        b.set(dst.bytes, at)
+        at += addressLength
+      })
+    })
+    attribute(CTA_TUPLE_PROTO | NLA_F_NESTED, () => {
+      attribute(CTA_PROTO_NUM, () => {
+        b[at++] = IPPROTO_TCP
+      })
+      attribute(CTA_PROTO_SRC_PORT, () => {
+        b.writeUInt16BE(reply.src.port, at)
+        at += 2
+      })
+      attribute(CTA_PROTO_DST_PORT, () => {
+        b.writeUInt16BE(reply.dst.port, at)
+        at += 2
+      })
+    })
+  })
+  writeNetlinkHeader(b, at, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST, seq)
+  return at
+}
+
+/** The attributes in b[start, end): type (flags masked off) → payload [offset, end). */
+function attributes(b: Buffer, start: number, end: number): Map<number, {at: number; end: number}> {
+  const found = new Map<number, {at: number; end: number}>()
+  for (let at = start; at + NLA_HEADER <= end;) {
+    const length = readU16(b, at)
+    if (length < NLA_HEADER || at + length > end) throw lookupError('malformed ctnetlink attribute')
+    const type = readU16(b, at + 2) & NLA_TYPE_MASK
+    if (!found.has(type)) found.set(type, {at: at + NLA_HEADER, end: at + length})
+    at += align4(length)
+  }
+  return found
+}
+
+/**
+ * The answer to CT_GET `seq` in a datagram of n bytes: the entry's original tuple, null when
+ * conntrack has no such entry (ENOENT), 'not ours' for a stale reply. Throws (a UserError, kind
+ * 'unavailable') on any other error or a reply without a whole TCP original tuple.
+ */
+export function decodeConntrackReply(
+  b: Buffer,
+  n: number,
+  seq: number,
+  errnoName: (errno: number) => string = (e) => `errno ${e}`,
+): ConntrackTuple | null | 'not ours' {
+  for (let at = 0; at + NLMSG_HEADER <= n;) {
+    const length = readU32(b, at)
+    if (length < NLMSG_HEADER || at + length > n) throw lookupError('malformed netlink reply')
+    if (readU32(b, at + 8) === seq) {
+      const type = readU16(b, at + 4)
+      if (type === NLMSG_ERROR) {
+        const errno = -readI32(b, at + NLMSG_HEADER)
+        if (errno === ENOENT) return null
+        throw lookupError(`ctnetlink answered ${errnoName(errno)}`)
+      }
+      if (type === ((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW)) {
+        if (length < NLMSG_HEADER + NFGENMSG_LENGTH) throw lookupError('short ctnetlink message')
+        return decodeOriginalTuple(b, at + NLMSG_HEADER, at + length)
+      }
+    }
+    at += align4(length)
+  }
+  return 'not ours'
+}
+
+function decodeOriginalTuple(b: Buffer, body: number, end: number): ConntrackTuple {
+  const incomplete = () => lookupError('the conntrack entry has no complete TCP original tuple')
+  const family = b[body] === AF_INET ? 4 : b[body] === AF_INET6 ? 6 : 0
+  if (family === 0) throw incomplete()
+  const orig = attributes(b, body + NFGENMSG_LENGTH, end).get(CTA_TUPLE_ORIG)
+  if (!orig) throw incomplete()
+  const tuple = attributes(b, orig.at, orig.end)
+  const ip = tuple.get(CTA_TUPLE_IP)
+  const proto = tuple.get(CTA_TUPLE_PROTO)
+  if (!ip || !proto) throw incomplete()
+  const ips = attributes(b, ip.at, ip.end)
+  const protos = attributes(b, proto.at, proto.end)
+  const addressLength = family === 4 ? 4 : 16
+  const address = (type: number) => {
+    const a = ips.get(type)
+    if (!a || a.end - a.at !== addressLength) throw incomplete()
+    return formatIpAddress(foldMapped({family, bytes: b.subarray(a.at, a.end)}))
+  }
+  const port = (type: number) => {
+    const p = protos.get(type)
+    if (!p || p.end - p.at !== 2) throw incomplete()
+    return b.readUInt16BE(p.at)
+  }
+  const num = protos.get(CTA_PROTO_NUM)
+  if (!num || num.end - num.at !== 1 || b[num.at] !== IPPROTO_TCP) throw incomplete()
+  return {
+    family,
+    src: {address: address(family === 4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC), port: port(CTA_PROTO_SRC_PORT)},
+    dst: {address: address(family === 4 ? CTA_IP_V4_DST : CTA_IP_V6_DST), port: port(CTA_PROTO_DST_PORT)},
+  }
+}
+
+class Ctnetlink {
+  private readonly request = Buffer.alloc(128)
+
+  private constructor(private readonly channel: NetlinkChannel) {}
+
+  /** Throws a plain Error saying why conntrack cannot be asked. */
+  static async open(timeoutMs: number): Promise<Ctnetlink> {
+    const channel = await NetlinkChannel.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER', 'ctnetlink', timeoutMs)
+    const ctnetlink = new Ctnetlink(channel)
+    try {
+      await ctnetlink.probe()
+    } catch (error) {
+      await channel.close()
+      throw error
+    }
+    return ctnetlink
+  }
+
+  /**
+   * Asks for an entry no connection has (port 0): ENOENT when ctnetlink answers, else why not
+   * (EPERM without CAP_NET_ADMIN, EINVAL or EOPNOTSUPP without nf_conntrack_netlink).
+   */
+  private async probe() {
+    const none = {address: '127.0.0.1', port: 0}
+    try {
+      await this.originalTuple({family: 4, src: none, dst: none})
+    } catch (error) {
+      const message = (error as Error).message
+      const errno = /ctnetlink answered (\w+)/.exec(message)?.[1]
+      if (errno === this.channel.errnoName(EPERM)) throw new Error('EPERM: it needs root, CAP_NET_ADMIN')
+      throw new Error(errno ? `${errno}: is nf_conntrack_netlink available?` : message)
+    }
+  }
+
+  /** The original tuple of the entry with this reply tuple; null when conntrack has none. */
+  originalTuple(reply: ConntrackTuple): Promise<ConntrackTuple | null> {
+    return this.channel.serially(() => {
+      const seq = this.channel.nextSeq()
+      const length = encodeConntrackRequest(this.request, reply, seq)
+      return this.channel.exchange(this.request, length, (n) =>
+        decodeConntrackReply(this.channel.reply, n, seq, (e) => this.channel.errnoName(e)),
+      )
+    })
+  }
+
+  close(): Promise<void> {
+    return this.channel.close()
   }
 }
 
