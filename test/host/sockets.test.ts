@@ -659,6 +659,22 @@ describe('host/sockets', () => {
       assert.deepEqual(calls, [1001])
     })
 
+    it('runs at most maxConcurrent look-ups at once, the rest queued', async () => {
+      let running = 0
+      let most = 0
+      const {db, calls} = countingDatabase(async (uid) => {
+        most = Math.max(most, ++running)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        running--
+        return {name: `u${uid}`, uid}
+      })
+      const names = cachedUserNames(db, 60_000, {maxConcurrent: 3})
+      const users = await Promise.all(Array.from({length: 40}, (_, i) => names.userFor(100_000 + i)))
+      assert.equal(most, 3)
+      assert.equal(calls.length, 40)
+      assert.deepEqual(users.map((u) => u?.uid), Array.from({length: 40}, (_, i) => 100_000 + i))
+    })
+
     it('does not keep a failed look-up', async () => {
       let fail = true
       const {db, calls} = countingDatabase(async () => {

@@ -26,6 +26,7 @@ import {endianness} from 'node:os'
 import {promisify} from 'node:util'
 
 import {UserError} from '../errors.js'
+import {FairLimiter} from '../imds/fair.js'
 import type {LocalUser, UserDatabase} from './users.js'
 
 /** What the daemon knows about an accepted connection: a `net.Socket` fits as it is. */
@@ -1128,20 +1129,28 @@ export interface UserNameCache {
   userFor(uid: number): Promise<LocalUser | null>
 }
 
+/**
+ * `db`'s users by uid, each kept `ttlMs`. At most `maxConcurrent` look-ups run at once (default 8:
+ * each is a `getent` process): connections from thousands of new uids (a user's subordinate
+ * uids) queue rather than fork without bound; one that waits past `maxWaitMs` (default 5 s)
+ * fails, and its connection gets no answer but a 500.
+ */
 export function cachedUserNames(
   db: UserDatabase,
   ttlMs: number,
-  options: {now?: () => number; maxEntries?: number} = {},
+  options: {now?: () => number; maxEntries?: number; maxConcurrent?: number; maxWaitMs?: number} = {},
 ): UserNameCache {
   const now = options.now ?? Date.now
   const maxEntries = options.maxEntries ?? 10_000
+  const concurrent = options.maxConcurrent ?? 8
+  const limiter = new FairLimiter<'nss'>({total: concurrent, perKey: concurrent, maxWaitMs: options.maxWaitMs ?? 5000})
   const entries = new Map<number, {expires: number; user: Promise<LocalUser | null>}>()
   return {
     userFor(uid) {
       const cached = entries.get(uid)
       if (cached && cached.expires > now()) return cached.user
       entries.delete(uid)
-      const user = db.find({uid})
+      const user = limiter.run('nss', () => db.find({uid}))
       const entry = {expires: now() + ttlMs, user}
       entries.set(uid, entry)
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value as number) // the oldest
