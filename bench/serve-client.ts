@@ -50,6 +50,8 @@ export interface ClientResult {
   max: number
   /** Date.now() when each of the key's phases started and ended. */
   windows: [number, number][]
+  /** Each of the key's phases on its own, in order: answered requests and seconds. */
+  phases: {requests: number; seconds: number}[]
   body?: string
 }
 
@@ -135,18 +137,21 @@ async function run(plan: ClientPlan): Promise<ClientReport> {
       failure?: string
       seconds: number
       windows: [number, number][]
+      phases: {requests: number; seconds: number}[]
       body?: string
     }
   >()
   for (const phase of plan.phases) {
     const {port} = plan.targets[phase.target]
     let into = collected.get(phase.key)
-    if (!into) collected.set(phase.key, (into = {latencies: [], failures: 0, seconds: 0, windows: []}))
+    if (!into)
+      collected.set(phase.key, (into = {latencies: [], failures: 0, seconds: 0, windows: [], phases: []}))
     if (phase.pauseMs) await new Promise((resolve) => setTimeout(resolve, phase.pauseMs))
     const agent =
       phase.mode === 'keepalive' ? new http.Agent({keepAlive: true, maxSockets: phase.concurrency}) : false
     const start = performance.now()
     const startedAt = Date.now()
+    const answeredBefore = into.latencies.length
     const deadline = phase.ms === undefined ? Infinity : start + phase.ms
     let left = phase.requests ?? Infinity
     const worker = async () => {
@@ -175,8 +180,10 @@ async function run(plan: ClientPlan): Promise<ClientReport> {
       }
     }
     await Promise.all(Array.from({length: phase.concurrency}, worker))
-    into.seconds += (performance.now() - start) / 1000
+    const seconds = (performance.now() - start) / 1000
+    into.seconds += seconds
     into.windows.push([startedAt, Date.now()])
+    into.phases.push({requests: into.latencies.length - answeredBefore, seconds})
     if (agent) agent.destroy()
   }
 
@@ -192,6 +199,7 @@ async function run(plan: ClientPlan): Promise<ClientReport> {
       p99: percentile(sorted, 99),
       max: sorted.at(-1) ?? NaN,
       windows: c.windows,
+      phases: c.phases,
       body: c.body,
     }
   }

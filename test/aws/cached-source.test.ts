@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {CachedIamSource} from '../../src/lib/aws/cached.js'
-import type {IamRole, IamSource, UserPolicies} from '../../src/lib/aws/model.js'
+import type {IamRole, IamSource, RolePolicies, UserPolicies} from '../../src/lib/aws/model.js'
 
 /** An IamSource that counts its reads; getUserPolicies can be made to fail. */
 function countingSource() {
@@ -28,9 +28,21 @@ function countingSource() {
       reads.push(`role:${name}`)
       return {name} as IamRole
     },
+    async getRolePolicies(name: string) {
+      reads.push(`role-policies:${name}`)
+      await new Promise((resolve) => setImmediate(resolve))
+      return rolePolicies(name, 'as read')
+    },
   } as unknown as IamSource
   return {source, reads, fail: (f: boolean) => (failing = f)}
 }
+
+const rolePolicies = (name: string, id: string): RolePolicies => ({
+  role: {name, id} as IamRole,
+  inline: [],
+  managed: [],
+  permissionsBoundary: null,
+})
 
 describe('cached IAM reads', () => {
   let now = 0
@@ -109,5 +121,49 @@ describe('cached IAM reads', () => {
     cached.invalidateRole('user-bob')
     await cached.getRole('user-bob')
     assert.deepEqual(inner.reads, ['role:user-bob', 'role:user-bob'])
+  })
+
+  it('answers with the role roles sync recorded after its writes, also once the role is invalidated', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    await cached.getRolePolicies('user-bob')
+    const written = rolePolicies('user-bob', 'as written')
+    cached.recordRole('user-bob', written)
+    cached.invalidateRole('user-bob')
+    assert.equal(await cached.getRolePolicies('user-bob'), written)
+    assert.equal(await cached.getRole('user-bob'), written.role)
+    assert.deepEqual(inner.reads, ['role-policies:user-bob'])
+  })
+
+  it('keeps no answer of a read that was under way when the role was written', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const reading = cached.getRolePolicies('user-bob')
+    const written = rolePolicies('user-bob', 'as written')
+    cached.recordRole('user-bob', written)
+    assert.equal((await reading)!.role.id, 'as read', 'the early caller gets its read')
+    assert.equal(await cached.getRolePolicies('user-bob'), written, 'later callers the written role')
+    cached.invalidateRole('user-bob')
+    const again = cached.getRolePolicies('user-bob')
+    assert.equal(await again, written)
+  })
+
+  it('reads a role again once roles sync says its writes failed part way, recorded or not', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    cached.recordRole('user-bob', rolePolicies('user-bob', 'as written'))
+    cached.forgetRole('user-bob')
+    assert.equal((await cached.getRolePolicies('user-bob'))!.role.id, 'as read')
+    assert.deepEqual(inner.reads, ['role-policies:user-bob'])
+  })
+
+  it('keeps no answer of a read under way when the role is invalidated', async () => {
+    const inner = countingSource()
+    const cached = new CachedIamSource(inner.source, options)
+    const reading = cached.getRolePolicies('user-bob')
+    cached.invalidateRole('user-bob')
+    await reading
+    await cached.getRolePolicies('user-bob')
+    assert.deepEqual(inner.reads, ['role-policies:user-bob', 'role-policies:user-bob'])
   })
 })

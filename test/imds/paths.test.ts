@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict'
 
-import {canonicalPath, foldedPath} from '../../src/lib/imds/paths.js'
+import {
+  CANONICAL_MEMO_KEY_MAX,
+  CANONICAL_MEMO_MAX,
+  canonicalPath,
+  canonicalPathMemo,
+  computeCanonicalPath,
+  foldedPath,
+} from '../../src/lib/imds/paths.js'
 
 describe('canonical IMDS paths', () => {
   const canonical: Array<[string, {version: string | null; path: string; upstreamPath: string}]> = [
@@ -109,6 +116,42 @@ describe('canonical IMDS paths', () => {
       assert.match(result.error, why)
     })
   }
+
+  describe('the memo of recent targets', () => {
+    const spellings = [...canonical.map(([raw]) => raw), ...refused.map(([raw]) => raw)]
+
+    it('answers every spelling above exactly as the computation does, the first time and again', () => {
+      for (const raw of spellings) {
+        const computed = computeCanonicalPath(raw)
+        assert.deepStrictEqual(canonicalPath(raw), computed, raw)
+        assert.deepStrictEqual(canonicalPath(raw), computed, `${raw}, remembered`)
+      }
+    })
+
+    it('hands out results no caller can change', () => {
+      const result = canonicalPath('/latest/meta-data/iam/info')
+      assert.ok(Object.isFrozen(result))
+      assert.throws(() => Object.assign(result, {upstreamPath: '/latest/user-data'}), TypeError)
+      assert.equal(
+        (canonicalPath('/latest/meta-data/iam/info') as {upstreamPath: string}).upstreamPath,
+        '/latest/meta-data/iam/info',
+      )
+    })
+
+    it('stays bounded however many distinct targets a user sends', () => {
+      for (let i = 0; i < 3 * CANONICAL_MEMO_MAX; i++) canonicalPath(`/latest/meta-data/${i}`)
+      assert.equal(canonicalPathMemo.size, CANONICAL_MEMO_MAX)
+      for (const raw of spellings) assert.deepStrictEqual(canonicalPath(raw), computeCanonicalPath(raw), raw)
+    })
+
+    it('computes long targets each time rather than remember them', () => {
+      const long = `/latest/meta-data/${'a'.repeat(CANONICAL_MEMO_KEY_MAX)}`
+      assert.deepStrictEqual(canonicalPath(long), computeCanonicalPath(long))
+      assert.equal(canonicalPathMemo.has(long), false)
+      canonicalPath('/latest/meta-data/ami-id')
+      assert.equal(canonicalPathMemo.has('/latest/meta-data/ami-id'), true)
+    })
+  })
 
   it('folds case and punctuation away for the credential net', () => {
     assert.equal(foldedPath('meta-data/IAM/Security_Credentials;x'), 'metadataiamsecuritycredentialsx')

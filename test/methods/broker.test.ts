@@ -33,6 +33,8 @@ describe('the credential chain (through the AWS test double)', () => {
   let iam: IAMClient
   let sts: STSClient
   let warnings: string[]
+  /** The IAM read cache of the last broker(). */
+  let source: CachedIamSource
 
   async function start(options: {packedPolicyLimit?: number} = {}) {
     double = await startAwsDouble({snapshot: await loadAccountSnapshot(accountFile), instanceRole: 'analytics-host', ...options})
@@ -43,7 +45,7 @@ describe('the credential chain (through the AWS test double)', () => {
 
   function broker(configText = DEMO_CONFIG, extra: Partial<MethodDeps> = {}): CredentialBroker {
     warnings = []
-    const source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 1000})
+    source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 1000})
     const config = parseConfig(configText, 'test.conf')
     const deps: MethodDeps = {config, source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), syncRole: roleSyncer(config, source, iam), ...extra}
     return new CredentialBroker(deps, new CredentialCache({maxEntries: 1000, failureTtlMs: 30_000}), {sleep: async () => {}, newRoleDelayMs: 0})
@@ -181,6 +183,24 @@ describe('the credential chain (through the AWS test double)', () => {
     assert.deepEqual(double.calls.map((c) => c.action), [])
   })
 
+  it('keeps the credentials of users who share one session policy apart, request after request', async () => {
+    // Given two local users restricted by the same IAM user's policy (one session policy string)
+    const b = broker('[general]\ncredential_methods = RestrictedInstanceRole\n[method_RestrictedInstanceRole]\niam_name_pattern = bob\ncompress_user_policy = True\n')
+    const ann = {name: 'ann', uid: 2001}
+    const cid = {name: 'cid', uid: 2002}
+    // When they ask in turn, again and again
+    const sessions: string[] = []
+    for (let i = 0; i < 3; i++)
+      for (const user of [ann, cid, cid, ann]) {
+        const outcome = await b.credentialsFor(user)
+        assert.ok(outcome.ok, issuedBy(outcome))
+        sessions.push(outcome.credentials.arn.split('/').at(-1)!)
+      }
+    // Then each always gets a session of their own, issued once
+    assert.deepEqual(sessions, Array.from({length: 3}, () => ['ann', 'cid', 'cid', 'ann']).flat())
+    assert.deepEqual(assumed(INSTANCE_ROLE).map((c) => c.roleSessionName), ['ann', 'cid'])
+  })
+
   it('names sessions validly for any user name, and distinctly', async () => {
     const outcome = await broker().credentialsFor({name: 'ab cd', uid: 1010})
     assert.equal(issuedBy(outcome), 'InstanceRole')
@@ -234,6 +254,60 @@ describe('the credential chain (through the AWS test double)', () => {
       double.reset()
       await b.credentialsFor(users.bob)
       assert.deepEqual(double.calls.map((c) => c.action), [])
+    })
+
+    it('reads nothing from IAM on the request after it created the role: the read cache holds the role it wrote', async () => {
+      // Given bob's first request, which creates his role
+      const b = broker(chain)
+      await b.credentialsFor(users.bob)
+      double.reset()
+      // When he asks again
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'CreateUserRole')
+      // Then no AWS call at all: neither the role's eight reads nor a write
+      assert.deepEqual(double.calls.map((c) => c.action), [])
+    })
+
+    /** The role as IAM holds it now, read afresh. */
+    const readRole = (name: string) => new LiveIamSource({iam, sts, instanceRoleRef: null}).getRolePolicies(name)
+
+    it('remembers a role it created exactly as IAM holds it', async () => {
+      await broker(chain).credentialsFor(users.bob)
+      double.reset()
+      const remembered = await source.getRolePolicies('user-bob')
+      assert.deepEqual(double.calls, [], 'answered from the cache')
+      assert.deepStrictEqual(remembered, await readRole('user-bob'))
+    })
+
+    it('remembers a role it brought back in step exactly as IAM holds it', async () => {
+      // Given bob's role, then changed behind the daemon's back: a policy gone, another added, a tag changed
+      await broker(chain).credentialsFor(users.bob)
+      const role = double.snapshot.roles.get('user-bob')!
+      const [dropped] = [...role.inline.keys()]
+      role.inline.delete(dropped)
+      role.inline.set('stray', {Version: '2012-10-17', Statement: [{Effect: 'Allow', Action: 's3:GetObject', Resource: '*'}]})
+      role.attached = role.attached.slice(1)
+      role.tags = {...role.tags, 'ec2userkeyd:iam-user': 'someone-else', team: 'data'}
+      // When a daemon that has not read it yet syncs it
+      const b = broker(chain)
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'CreateUserRole')
+      assert.ok(double.calls.some((c) => c.action === 'PutRolePolicy') && double.calls.some((c) => c.action === 'DeleteRolePolicy'))
+      double.reset()
+      // Then the next request reads nothing, and what the daemon remembers is what IAM holds
+      await b.credentialsFor(users.bob)
+      assert.deepEqual(double.calls.map((c) => c.action), [])
+      assert.deepStrictEqual(await source.getRolePolicies('user-bob'), await readRole('user-bob'))
+    })
+
+    it('reads the role again after a sync that failed part way', async () => {
+      // Given a sync whose second write fails
+      double.inject({action: 'AttachRolePolicy', code: 'AccessDenied', times: 1})
+      const b = broker(chain)
+      await b.credentialsFor(users.bob)
+      double.reset()
+      // When bob asks again, the role is read from IAM (what the first sync left is not known)
+      await b.credentialsFor(users.bob)
+      assert.ok(double.calls.some((c) => c.action === 'GetRole'), double.calls.map((c) => c.action).join(' '))
+      assert.deepStrictEqual(await source.getRolePolicies('user-bob'), await readRole('user-bob'))
     })
 
     it('is not for a local user without an IAM user: the chain goes on', async () => {

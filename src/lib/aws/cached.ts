@@ -13,7 +13,8 @@ export interface CachedIamSourceOptions {
   now?: () => number
 }
 
-type Slot = {value: unknown; until: number; retryAfter?: number} | {error: unknown; until: number}
+/** `written`: recorded from roles sync's own writes (recordRole), not read. */
+type Slot = {value: unknown; until: number; retryAfter?: number; written?: boolean} | {error: unknown; until: number}
 
 export class CachedIamSource implements IamSource {
   readonly mode: IamSource['mode']
@@ -48,17 +49,24 @@ export class CachedIamSource implements IamSource {
 
   private fetch<T>(key: string, load: () => Promise<T>): Promise<T> {
     const stale = this.store.get(key)
-    const flight = load().then(
+    // A read that was dropped meanwhile (a write to what it reads) answers its callers, but its
+    // answer may predate the write: it is not kept.
+    const current = () => this.inflight.get(key) === flight
+    const flight: Promise<T> = load().then(
       (value) => {
-        this.store.set(key, {value, until: this.now() + this.options.ttlMs})
-        this.inflight.delete(key)
+        if (current()) {
+          this.store.set(key, {value, until: this.now() + this.options.ttlMs})
+          this.inflight.delete(key)
+        }
         return value
       },
       (error: unknown) => {
-        // A failed background read keeps the stale value for the rest of its window.
-        if (!(stale && 'value' in stale && this.now() < stale.until + this.options.ttlMs))
-          this.store.set(key, {error, until: this.now() + this.options.failureTtlMs})
-        this.inflight.delete(key)
+        if (current()) {
+          // A failed background read keeps the stale value for the rest of its window.
+          if (!(stale && 'value' in stale && this.now() < stale.until + this.options.ttlMs))
+            this.store.set(key, {error, until: this.now() + this.options.failureTtlMs})
+          this.inflight.delete(key)
+        }
         throw error
       },
     )
@@ -66,10 +74,37 @@ export class CachedIamSource implements IamSource {
     return flight
   }
 
-  /** Forget what is known of a role (after roles sync changed it). */
+  /**
+   * Forget what was read of a role (after roles sync changed it), and any read of it under way.
+   * What roles sync recorded of its own writes since (recordRole) stays: that is the role as
+   * changed.
+   */
   invalidateRole(roleName: string): void {
-    this.store.delete(`role:${roleName}`)
-    this.store.delete(`role-policies:${roleName}`)
+    for (const key of roleKeys(roleName)) {
+      const slot = this.store.peek(key)
+      if (!(slot && 'value' in slot && slot.written)) this.store.delete(key)
+      this.inflight.delete(key)
+    }
+  }
+
+  /**
+   * Roles sync changed a role and knows what IAM holds now (`policies`, as a read would give
+   * them): the next reads answer with it for a TTL instead of reading IAM again, which, just
+   * after a write, may not even show it yet.
+   */
+  recordRole(roleName: string, policies: RolePolicies): void {
+    const until = this.now() + this.options.ttlMs
+    this.store.set(`role:${roleName}`, {value: policies.role, until, written: true})
+    this.store.set(`role-policies:${roleName}`, {value: policies, until, written: true})
+    for (const key of roleKeys(roleName)) this.inflight.delete(key)
+  }
+
+  /** Forget everything known of a role, recorded writes too (roles sync failed part way). */
+  forgetRole(roleName: string): void {
+    for (const key of roleKeys(roleName)) {
+      this.store.delete(key)
+      this.inflight.delete(key)
+    }
   }
 
   getUserPolicies(userName: string): Promise<UserPolicies | null> {
@@ -100,3 +135,5 @@ export class CachedIamSource implements IamSource {
     return this.cached(`group-users:${groupName}`, () => this.inner.listGroupUsers(groupName))
   }
 }
+
+const roleKeys = (roleName: string) => [`role:${roleName}`, `role-policies:${roleName}`]

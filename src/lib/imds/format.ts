@@ -23,6 +23,52 @@ function imdsJson(fields: Array<[string, string]>): string {
  * adds `AccountId` after the legacy keys.
  */
 export function credentialsDocument(credentials: Credentials, lastUpdated: Date, accountId?: string): string {
+  // Every request for a user's cached credentials asks for the same document: render it once per
+  // credentials object (and LastUpdated and account), for each of the two paths. The entry holds
+  // every input, so that a changed field or another date renders anew: the answer is always
+  // exactly the rendering's.
+  let slots = renderedDocuments.get(credentials)
+  if (!slots) renderedDocuments.set(credentials, (slots = {}))
+  const slot = accountId === undefined ? 'legacy' : 'extended'
+  const rendered = slots[slot]
+  const time = lastUpdated.getTime()
+  if (
+    rendered &&
+    rendered.lastUpdated === time &&
+    rendered.accountId === accountId &&
+    rendered.accessKeyId === credentials.accessKeyId &&
+    rendered.secretAccessKey === credentials.secretAccessKey &&
+    rendered.sessionToken === credentials.sessionToken &&
+    rendered.expiration === credentials.expiration.getTime()
+  )
+    return rendered.document
+  const document = renderCredentialsDocument(credentials, lastUpdated, accountId)
+  slots[slot] = {
+    lastUpdated: time,
+    accountId,
+    accessKeyId: credentials.accessKeyId,
+    secretAccessKey: credentials.secretAccessKey,
+    sessionToken: credentials.sessionToken,
+    expiration: credentials.expiration.getTime(),
+    document,
+  }
+  return document
+}
+
+interface RenderedDocument {
+  lastUpdated: number
+  accountId: string | undefined
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken: string
+  expiration: number
+  document: string
+}
+
+/** The last document rendered per credentials object and path; they go when the credentials do. */
+const renderedDocuments = new WeakMap<Credentials, {legacy?: RenderedDocument; extended?: RenderedDocument}>()
+
+function renderCredentialsDocument(credentials: Credentials, lastUpdated: Date, accountId?: string): string {
   const fields: Array<[string, string]> = [
     ['Code', 'Success'],
     ['LastUpdated', imdsTime(lastUpdated)],

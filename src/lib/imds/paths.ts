@@ -35,8 +35,41 @@ const VERSION = /^(latest|\d{4}-\d{2}-\d{2}|1\.0)$/i
  */
 const SEGMENT = /^[A-Za-z0-9._~:@!$&'()*+,=-]+$/
 
+/** Request targets whose canonical form is remembered (the most recently used). */
+export const CANONICAL_MEMO_MAX = 256
+/** Longer targets are computed each time: the memo holds at most 256 × 256 characters of keys. */
+export const CANONICAL_MEMO_KEY_MAX = 256
+
+/**
+ * The last few targets' results: SDKs ask the same few paths again and again. Bounded in
+ * entries and key length, since a user can send any number of distinct targets; the least
+ * recently used goes first. Results are frozen, so no caller can change another's.
+ */
+const memo = new Map<string, CanonicalResult>()
+
 /** The path of a request target (`req.url`), canonical, or why it cannot be. */
 export function canonicalPath(rawUrl: string): CanonicalResult {
+  if (rawUrl.length > CANONICAL_MEMO_KEY_MAX) return computeCanonicalPath(rawUrl)
+  let result = memo.get(rawUrl)
+  if (result) {
+    memo.delete(rawUrl) // to the back: most recently used
+  } else {
+    result = computeCanonicalPath(rawUrl)
+    if (memo.size >= CANONICAL_MEMO_MAX) memo.delete(memo.keys().next().value!)
+  }
+  memo.set(rawUrl, result)
+  return result
+}
+
+/** The memo, to look at (tests: it stays bounded). */
+export const canonicalPathMemo: Pick<ReadonlyMap<string, CanonicalResult>, 'size' | 'has'> = memo
+
+/** canonicalPath without the memo. */
+export function computeCanonicalPath(rawUrl: string): CanonicalResult {
+  return Object.freeze(canonicalize(rawUrl))
+}
+
+function canonicalize(rawUrl: string): CanonicalResult {
   if (!rawUrl.startsWith('/'))
     return {error: 'the request target is not an absolute path (IMDS is not a proxy)'}
   let path = rawUrl.replace(/[?#].*$/s, '')

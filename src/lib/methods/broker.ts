@@ -5,7 +5,7 @@ import type {MethodName} from '../config/schema.js'
 import type {LocalUser} from '../host/users.js'
 import {CredentialCache} from './cache.js'
 import {Chain, selectChain} from './chain.js'
-import {assumeRole, Credentials, NotForUser, requestKey} from './credentials.js'
+import {AssumeRequest, assumeRole, Credentials, NotForUser, requestKey} from './credentials.js'
 import {ChainSoFar, MethodDeps, prepare} from './methods.js'
 
 export type IssueOutcome =
@@ -29,6 +29,8 @@ export class CredentialBroker {
   /** Roles whose trust policy refuses sts:SetSourceIdentity (found at the first refusal). */
   private readonly sourceIdentityRefused = new Set<string>()
   private readonly sleep: (ms: number) => Promise<void>
+  /** The last cache key built per session policy (see keyFor). */
+  private readonly keys = new Map<string | null, KeyMemo>()
 
   constructor(
     private readonly deps: MethodDeps,
@@ -70,7 +72,7 @@ export class CredentialBroker {
     if (!sts) throw new NotForUser('offline: no AWS access to issue credentials')
     const prepared = await prepare[method](this.deps, user, soFar)
     const {request} = prepared
-    const credentials = await this.cache.get(requestKey(method, request), async () => {
+    const credentials = await this.cache.get(this.keyFor(method, request), async () => {
       const attempts = prepared.roleChanged ? (this.options.newRoleAttempts ?? 6) : 1
       for (let attempt = 1; ; attempt++) {
         try {
@@ -87,4 +89,46 @@ export class CredentialBroker {
     })
     return {credentials, roleArn: request.roleArn}
   }
+
+  /**
+   * requestKey(method, request), the very string of the last request with the same fields. A
+   * key holds the whole session policy: building it and hashing it anew (V8 keeps a string's
+   * hash) took longer than the rest of a warm lookup. Remembered per policy string, for a
+   * bounded number of policies.
+   */
+  private keyFor(method: MethodName, request: AssumeRequest): string {
+    const memo = this.keys.get(request.policy)
+    if (
+      memo &&
+      memo.method === method &&
+      memo.roleArn === request.roleArn &&
+      memo.sessionName === request.sessionName &&
+      memo.durationSeconds === request.durationSeconds &&
+      sameList(memo.policyArns, request.policyArns)
+    )
+      return memo.key
+    const key = requestKey(method, request)
+    if (!memo && this.keys.size >= MAX_KEY_MEMOS) this.keys.delete(this.keys.keys().next().value!)
+    const {roleArn, sessionName, durationSeconds, policyArns} = request
+    this.keys.set(request.policy, {method, roleArn, sessionName, durationSeconds, policyArns: [...policyArns], key})
+    return key
+  }
+}
+
+interface KeyMemo {
+  method: MethodName
+  roleArn: string
+  sessionName: string
+  durationSeconds: number
+  policyArns: string[]
+  key: string
+}
+
+/** Session policies whose last cache key is remembered (the oldest goes first). */
+const MAX_KEY_MEMOS = 1024
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

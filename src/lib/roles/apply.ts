@@ -23,6 +23,15 @@ export interface ApplyOutcome {
   /** The changes made, in order: all of the plan's unless error is set. */
   applied: RoleChange[]
   error: UserError | null
+  /** The role as CreateRole answered (its ID, ARN...); null when the plan created none. */
+  created: CreatedRole | null
+}
+
+export interface CreatedRole {
+  arn: string
+  id: string
+  path: string
+  maxSessionDuration: number
 }
 
 /** What one change sends; null when an earlier call already made it (CreateRole, TagRole). */
@@ -45,6 +54,7 @@ export async function applyRolePlan(
       return {Key: key, Value: desired.tags[key]}
     })
   let tagged = false
+  let createdRole: CreatedRole | null = null
 
   const callFor = (change: RoleChange): Call => {
     const target = change.target
@@ -52,8 +62,8 @@ export async function applyRolePlan(
       case 'create-role':
         return {
           label: `iam:CreateRole ${role}`,
-          send: () =>
-            iam.send(
+          send: async () => {
+            const answer = await iam.send(
               new CreateRoleCommand({
                 RoleName: role,
                 Path: desired.path,
@@ -64,7 +74,16 @@ export async function applyRolePlan(
                   : {}),
                 Tags: Object.entries(desired.tags).map(([Key, Value]) => ({Key, Value})),
               }),
-            ),
+            )
+            const r = answer.Role
+            if (r?.Arn && r.RoleId)
+              createdRole = {
+                arn: r.Arn,
+                id: r.RoleId,
+                path: r.Path ?? desired.path,
+                maxSessionDuration: r.MaxSessionDuration ?? 3600,
+              }
+          },
         }
       case 'update-trust':
         return {
@@ -141,11 +160,15 @@ export async function applyRolePlan(
           const madeByCreate = plan.changes.filter(
             (c) => withCreate && (c.op === 'set-boundary' || c.op === 'tag-role') && !applied.includes(c),
           )
-          return {applied: [...applied, ...madeByCreate], error: describeAwsError(error, call.label)}
+          return {
+            applied: [...applied, ...madeByCreate],
+            error: describeAwsError(error, call.label),
+            created: createdRole,
+          }
         }
       }
     }
     applied.push(change)
   }
-  return {applied, error: null}
+  return {applied, error: null, created: createdRole}
 }

@@ -5,14 +5,15 @@
 import type {IAMClient} from '@aws-sdk/client-iam'
 import pLimit from 'p-limit'
 
+import {CachedIamSource} from '../aws/cached.js'
 import {describeAwsError} from '../aws/errors.js'
-import type {IamSource} from '../aws/model.js'
+import {byName, IamSource, ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
 import {applyNamePattern, Config} from '../config/schema.js'
 import type {ErrorKind, UserError} from '../errors.js'
 import {iamUserName} from '../policy/dump.js'
-import {applyRolePlan} from './apply.js'
-import {desiredRole, isValidIamName, partitionOf} from './desired.js'
-import {planRoleSync, RoleChange} from './plan.js'
+import {ApplyOutcome, applyRolePlan} from './apply.js'
+import {DesiredRole, desiredRole, isValidIamName, partitionOf} from './desired.js'
+import {planRoleSync, RoleChange, RolePlan} from './plan.js'
 import {RoleSelection, selectLocalUsers} from './select.js'
 
 export type {RoleChange, RoleChangeOp} from './plan.js'
@@ -129,6 +130,7 @@ export async function syncUserRole(
       return {entry: {...entry, changes: plan.changes}, status: 'ok', failure: null, warnings}
 
     const outcome = await applyRolePlan(deps.iam, desired, plan)
+    rememberApplied(deps.source, {desired, current, user, plan, outcome})
     if (outcome.error)
       return {
         entry: {...entry, changes: outcome.applied, error: oneLine(outcome.error)},
@@ -140,6 +142,90 @@ export async function syncUserRole(
   } catch (error) {
     const e = describeAwsError(error, `reading IAM for local user ${localUser}`)
     return failed(e.kind, oneLine(e))
+  }
+}
+
+interface Applied {
+  desired: DesiredRole
+  /** The role as read before the plan (null: it did not exist). */
+  current: RolePolicies | null
+  user: UserPolicies
+  plan: RolePlan
+  outcome: ApplyOutcome
+}
+
+/**
+ * Tells the IAM read cache what the role is after a sync's writes, so that the user's next
+ * request does not read it all again (eight calls), and does not miss a role IAM may not show
+ * yet. Only when every change was made and every part of the result is known; otherwise the
+ * cache forgets the role, and the next sync reads what IAM holds.
+ */
+function rememberApplied(source: IamSource, applied: Applied): void {
+  if (!(source instanceof CachedIamSource)) return
+  let after: RolePolicies | null = null
+  try {
+    after = applied.outcome.error ? null : roleAfter(applied)
+  } catch {
+    after = null
+  }
+  if (after) source.recordRole(applied.plan.role, after)
+  else source.forgetRole(applied.plan.role)
+}
+
+/**
+ * The role as IAM holds it once the whole plan is applied, as LiveIamSource.getRolePolicies
+ * would read it; null when a part of it is not known here (then it is read again). CreateRole
+ * set the trust policy, boundary and tags; the other changes set what their names say; what
+ * the plan left alone is as it was read.
+ */
+export function roleAfter({desired, current, user, plan, outcome}: Applied): RolePolicies | null {
+  const ops = new Set(plan.changes.map((c) => c.op))
+  const created = outcome.created
+  if (ops.has('create-role') !== (created !== null) || (!created && !current)) return null
+  const before = current?.role
+
+  const boundaryArn = created
+    ? desired.permissionsBoundaryArn
+    : ops.has('set-boundary')
+      ? desired.permissionsBoundaryArn
+      : ops.has('delete-boundary')
+        ? null
+        : before!.permissionsBoundaryArn
+
+  // Managed policies: those the user's read gave (the role's are the same policies), or the role's own.
+  const known = new Map<string, ManagedPolicy>()
+  for (const p of [...(current?.managed ?? []), ...user.managed, ...user.groups.flatMap((g) => g.managed)])
+    known.set(p.arn, p)
+  if (current?.permissionsBoundary) known.set(current.permissionsBoundary.arn, current.permissionsBoundary)
+  if (user.permissionsBoundary) known.set(user.permissionsBoundary.arn, user.permissionsBoundary)
+  const managed = desired.attached.map((p) => known.get(p.arn))
+  const boundary = boundaryArn === null ? null : known.get(boundaryArn)
+  if (managed.some((p) => p === undefined) || boundary === undefined) return null
+
+  // Inline policies: the desired ones; what was put is the text sent, the rest is as read.
+  const put = new Set(plan.changes.filter((c) => c.op === 'put-inline').map((c) => c.target))
+  const read = new Map((current?.inline ?? []).map((p) => [p.name, p.document]))
+  const inline = desired.inline.map((p) => ({
+    name: p.name,
+    document: put.has(p.name) ? JSON.parse(p.text) : read.get(p.name),
+  }))
+  if (inline.some((p) => p.document === undefined)) return null
+
+  return {
+    role: {
+      name: desired.name,
+      arn: created?.arn ?? before!.arn,
+      id: created?.id ?? before!.id,
+      path: created?.path ?? before!.path,
+      trustPolicy:
+        created || ops.has('update-trust') ? structuredClone(desired.trustPolicy) : before!.trustPolicy,
+      tags: created ? {...desired.tags} : {...before!.tags, ...desired.tags},
+      permissionsBoundaryArn: boundaryArn,
+      maxSessionDuration: created?.maxSessionDuration ?? before!.maxSessionDuration,
+    },
+    inline: inline.sort(byName),
+    managed: (managed as ManagedPolicy[]).sort(byName),
+    permissionsBoundary: boundary,
   }
 }
 
