@@ -39,13 +39,16 @@ import {fileURLToPath} from 'node:url'
 import {loadAccountSnapshot} from '../src/lib/aws/snapshot.js'
 import {parseConfig} from '../src/lib/config/load.js'
 import type {MethodName} from '../src/lib/config/schema.js'
-import {startDaemon} from '../src/lib/daemon/daemon.js'
-import {createLogger} from '../src/lib/daemon/log.js'
-import {createMetrics} from '../src/lib/daemon/metrics.js'
 import {startFakeImds} from '../test/imds/fake-imds.js'
 import {startAwsDouble, UNSET_ENV} from '../test/support/aws-double/index.js'
 import type {ClientPhase, ClientPlan, ClientReport, ClientResult} from './serve-client.js'
 import {raiseFdLimit} from './fd-limit.js'
+
+// The daemon as admins run it: the compiled dist/ (`npm run bench:serve` builds it first), not
+// the TypeScript sources through tsx, whose per-function wrappers cost microseconds per request.
+const {startDaemon} = (await import('../dist/lib/daemon/daemon.js' as string)) as typeof import('../src/lib/daemon/daemon.js')
+const {createLogger} = (await import('../dist/lib/daemon/log.js' as string)) as typeof import('../src/lib/daemon/log.js')
+const {createMetrics} = (await import('../dist/lib/daemon/metrics.js' as string)) as typeof import('../src/lib/daemon/metrics.js')
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`)

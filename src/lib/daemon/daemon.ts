@@ -15,7 +15,7 @@ import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
 import {Health, throttledProbe, upstreamProbe} from './health.js'
-import type {Logger} from './log.js'
+import type {LogFields, Logger} from './log.js'
 import type {DaemonMetrics} from './metrics.js'
 import {optionLabel, planReload} from './reload.js'
 
@@ -106,7 +106,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       audit: (record) => {
         metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000)
-        logger.audit('credential request', {...record})
+        // The logger copies the fields it writes: no copy here (this runs once per credential request).
+        logger.audit('credential request', record as unknown as LogFields)
       },
       get log() {
         return logger.level === 'DEBUG' ? requestLog : undefined

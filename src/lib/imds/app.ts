@@ -44,8 +44,11 @@ export interface Identity {
   user: LocalUser | null
 }
 
-/** Finds the connection's owner: null when the kernel does not say (fail closed). */
-export type WhoAsks = () => Promise<Identity | null>
+/**
+ * Finds the connection's owner: null when the kernel does not say (fail closed). Once it is
+ * known (a connection's later requests), the answer may come at once rather than as a promise.
+ */
+export type WhoAsks = () => Promise<Identity | null> | Identity | null
 
 /** One record per credential request. Never a secret key, session token or IMDSv2 token. */
 export interface AuditRecord {
@@ -232,7 +235,11 @@ export class ImdsApp {
     const ctx: Context = {req, who, started: this.now()}
     let answer: Answer | undefined
     try {
-      for (const step of this.steps) if ((answer = await step(ctx))) break
+      // Most steps answer at once: wait only for those that do not.
+      for (const step of this.steps) {
+        const result = step(ctx)
+        if ((answer = result instanceof Promise ? await result : result)) break
+      }
       if (!answer) answer = await ctx.route!.handler(ctx as Routed)
     } catch (error) {
       this.deps.warn?.(
@@ -276,7 +283,7 @@ export class ImdsApp {
     }
   }
 
-  private async limits(ctx: Context): Promise<Answer | undefined> {
+  private limits(ctx: Context): Promise<Answer | undefined> | Answer | undefined {
     const {req} = ctx
     if ((req.url ?? '').length > MAX_TARGET)
       return refusal(414, `a request target longer than ${MAX_TARGET} bytes`, {close: true})
@@ -284,8 +291,12 @@ export class ImdsApp {
     // as some clients send with PUT) is fine; any byte of one is a 400.
     const length = req.headers['content-length']
     if (length !== undefined && length !== '0') return refusal(400, 'a request body', {close: true})
-    if (req.headers['transfer-encoding'] !== undefined && !(await bodyIsEmpty(req)))
-      return refusal(400, 'a request body', {close: true})
+    if (req.headers['transfer-encoding'] !== undefined)
+      return bodyIsEmpty(req).then((empty) => {
+        if (!empty) return refusal(400, 'a request body', {close: true})
+        req.resume()
+        return undefined
+      })
     req.resume()
     return undefined
   }
@@ -303,8 +314,13 @@ export class ImdsApp {
     return undefined
   }
 
-  private async owner(ctx: Context): Promise<Answer | undefined> {
-    const identity = await ctx.who()
+  private owner(ctx: Context): Promise<Answer | undefined> | Answer | undefined {
+    const found = ctx.who()
+    if (found instanceof Promise) return found.then((identity) => this.ownerIs(ctx, identity))
+    return this.ownerIs(ctx, found)
+  }
+
+  private ownerIs(ctx: Context, identity: Identity | null): Answer | undefined {
     // Closed meanwhile by the listener: over its owner's connection cap (server.ts).
     if (ctx.req.socket.destroyed) return refusal(503, 'the connection was closed (over its owner’s connection limit)')
     if (!identity) return refusal(404, "the connection's owner could not be found")
@@ -514,11 +530,13 @@ export class ImdsApp {
 
   private send(res: ServerResponse, ctx: Context, answer: Answer): void {
     if (res.headersSent || res.destroyed) return
-    const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body
+    // A string goes out as it is: Node writes it with the headers, in one piece.
+    const {body} = answer
     res.statusCode = answer.status
     res.setHeader('Server', 'EC2ws') // as IMDS: some tools look for it to recognise IMDS
     if (answer.contentType) res.setHeader('Content-Type', answer.contentType)
-    res.setHeader('Content-Length', body.length) // also for HEAD, whose body Node leaves out
+    // Also for HEAD, whose body Node leaves out. res.end writes a string as UTF-8.
+    res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length)
     if (ctx.tokenSecondsLeft !== undefined && answer.status === 200)
       res.setHeader('X-aws-ec2-metadata-token-ttl-seconds', String(ctx.tokenSecondsLeft))
     for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value)

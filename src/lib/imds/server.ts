@@ -13,6 +13,8 @@ import type {Identity, ImdsApp} from './app.js'
 export type OwnerLookup = (socket: Socket) => Promise<Identity | null>
 
 const owners = new WeakMap<Socket, Promise<Identity | null>>()
+/** The owners found, so that a connection's later requests need not wait on the promise. */
+const found = new WeakMap<Socket, Identity | null>()
 
 /**
  * The owner of `socket`, looked up on its first request and remembered for the connection's
@@ -24,8 +26,20 @@ export function identityFor(socket: Socket, lookup: OwnerLookup): Promise<Identi
   if (!owner) {
     owner = lookup(socket)
     owners.set(socket, owner)
+    owner.then(
+      (identity) => found.set(socket, identity),
+      () => {}, // a failed lookup stays a rejected promise: the connection answers 500
+    )
   }
   return owner
+}
+
+/**
+ * The owner of `socket` once it is known, else identityFor's promise. Known means the listener's
+ * connection cap has counted the socket too (its callback runs in the same microtask turn).
+ */
+export function ownerOf(socket: Socket, lookup: OwnerLookup): Promise<Identity | null> | Identity | null {
+  return found.has(socket) ? (found.get(socket) as Identity | null) : identityFor(socket, lookup)
 }
 
 export interface ImdsServerLimits {
@@ -103,7 +117,7 @@ export function createImdsServer(app: ImdsApp, lookup: OwnerLookup, limits: Imds
     },
     (req, res) => {
       // handle() answers every failure itself; this is the net for a failure while answering.
-      app.handle(req, res, () => identityFor(req.socket, lookup)).catch(() => res.destroy())
+      app.handle(req, res, () => ownerOf(req.socket, lookup)).catch(() => res.destroy())
     },
   )
   server.maxRequestsPerSocket = limits.maxRequestsPerSocket ?? 1000
