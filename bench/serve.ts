@@ -232,6 +232,7 @@ const cases: {label: string; later: string; method: MethodName; extra?: string[]
 const coldRows = [['chain', 'cold ms', 'AWS calls', 'round trips', '2nd ms', 'calls', '3rd ms', 'calls']]
 const coldActions: string[] = []
 const laterCalls: Record<string, number> = {}
+const expiredCalls: Record<string, number> = {}
 for (const {label, later, method, extra, pauseMs} of cases) {
   await daemon.reload(configFor(method, extra)) // finds the instance role, as serve does at start-up
   double.reset()
@@ -255,7 +256,10 @@ for (const {label, later, method, extra, pauseMs} of cases) {
   }))
   const actions = new Map<string, number>()
   for (const c of cold.calls) actions.set(c.action, (actions.get(c.action) ?? 0) + 1)
-  laterCalls[later] = second.calls.length + third.calls.length
+  // The row whose IAM reads expired between requests is not the warm path: its 2nd request is
+  // answered from the stale reads while they are read again in the background (by design).
+  if (pauseMs === undefined) laterCalls[later] = second.calls.length + third.calls.length
+  else expiredCalls[later] = second.calls.length + third.calls.length
   coldRows.push([
     label,
     ms(cold.r.p50),
@@ -472,8 +476,11 @@ console.log(
   `  ${verdict(warmCalls.length === 0 && laterOnes.length === 0)}  zero AWS calls on the warm path: ` +
     `${warmCalls.length} in the ${warmRequests} cached requests of steps 2 and 3` +
     (warmCalls.length ? ` (${[...new Set(warmCalls.map((c) => c.action))].join(', ')})` : '') +
-    (laterOnes.length ? `; ${laterOnes.map(([later, n]) => `${n} in ${later}`).join('; ')} (step 1)` : ''),
+    (laterOnes.length ? `; ${laterOnes.map(([later, n]) => `${n} in ${later}`).join('; ')} (step 1)` : '') +
+    `; 2nd and 3rd requests of every method (step 1) included`,
 )
+for (const [later, n] of Object.entries(expiredCalls))
+  console.log(`  info  ${n} AWS calls in ${later} (step 1): the background re-read of expired IAM data, answered meanwhile from the stale reads`)
 console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s)`)
 
 clearInterval(cpuSampler)
