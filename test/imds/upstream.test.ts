@@ -6,6 +6,23 @@ import type {AddressInfo} from 'node:net'
 import {ImdsUpstream, parseCredentialsDocument, UpstreamError} from '../../src/lib/imds/upstream.js'
 import {call, FakeImds, INSTANCE_KEY, INSTANCE_SECRET, ROLE, startFakeImds} from './fake-imds.js'
 
+/** An upstream that answers every GET after `delayMs`, with `body` (default: the path asked). */
+async function slowUpstream(delayMs: number, body?: string) {
+  const server = createServer((req, res) => {
+    if (req.method === 'PUT') return void res.end('session')
+    setTimeout(() => res.end(body ?? req.url), delayMs)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => {
+      server.closeAllConnections()
+      server.close()
+    },
+  }
+}
+
 describe('the upstream IMDS client', () => {
   let fake: FakeImds
   let upstream: ImdsUpstream
@@ -136,16 +153,10 @@ describe('the upstream IMDS client', () => {
   it('shares its connections fairly: a flood of distinct paths from one uid does not hold up another uid', async () => {
     // An upstream that takes 50 ms per answer, so that the flood is still queued when uid 1002 asks.
     const order: string[] = []
-    const slow = createServer((req, res) => {
-      if (req.method === 'PUT') return void res.end('session')
-      setTimeout(() => res.end(req.url), 50)
-    })
-    slow.listen(0, '127.0.0.1')
-    await once(slow, 'listening')
+    const slow = await slowUpstream(50)
     try {
-      const {port} = slow.address() as AddressInfo
       upstream = new ImdsUpstream({
-        baseUrl: `http://127.0.0.1:${port}`,
+        baseUrl: slow.url,
         timeoutMs: 10_000,
         maxConnections: 4,
         maxConnectionsPerUid: 2,
@@ -166,23 +177,16 @@ describe('the upstream IMDS client', () => {
         `uid 1002 was answered after ${order.indexOf('light')} of uid 1001's requests`,
       )
     } finally {
-      slow.closeAllConnections()
-      slow.close()
+      slow.stop()
     }
   })
 
   it('does not make a uid wait in another uid’s queue for a path both ask for', async () => {
     const order: string[] = []
-    const slow = createServer((req, res) => {
-      if (req.method === 'PUT') return void res.end('session')
-      setTimeout(() => res.end(req.url), 50)
-    })
-    slow.listen(0, '127.0.0.1')
-    await once(slow, 'listening')
+    const slow = await slowUpstream(50)
     try {
-      const {port} = slow.address() as AddressInfo
       upstream = new ImdsUpstream({
-        baseUrl: `http://127.0.0.1:${port}`,
+        baseUrl: slow.url,
         timeoutMs: 10_000,
         maxConnections: 4,
         maxConnectionsPerUid: 1,
@@ -201,22 +205,15 @@ describe('the upstream IMDS client', () => {
         `uid 1002 was answered after ${order.indexOf('light')} of uid 1001's requests`,
       )
     } finally {
-      slow.closeAllConnections()
-      slow.close()
+      slow.stop()
     }
   })
 
   it('refuses one uid’s request when no share of the connections frees up in time', async () => {
-    const slow = createServer((req, res) => {
-      if (req.method === 'PUT') return void res.end('session')
-      setTimeout(() => res.end('late'), 600)
-    })
-    slow.listen(0, '127.0.0.1')
-    await once(slow, 'listening')
+    const slow = await slowUpstream(600, 'late')
     try {
-      const {port} = slow.address() as AddressInfo
       upstream = new ImdsUpstream({
-        baseUrl: `http://127.0.0.1:${port}`,
+        baseUrl: slow.url,
         timeoutMs: 1000,
         maxConnections: 4,
         maxConnectionsPerUid: 1,
@@ -233,8 +230,7 @@ describe('the upstream IMDS client', () => {
         ['late', 'late', 'timeout'],
       )
     } finally {
-      slow.closeAllConnections()
-      slow.close()
+      slow.stop()
     }
   })
 
