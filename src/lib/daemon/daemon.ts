@@ -119,8 +119,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return {config, engine, app: buildApp(config, engine)}
   }
 
-  let current = await build(options.config)
-  metrics.watchCache(() => current.engine.broker.cache.stats)
+  // The owner lookup first: without a safe one there is nothing to build for.
   const finder: SocketOwnerFinder = await openSocketOwnerFinder(options.ownerLookup ?? {})
   if (finder.fallbackReason) logger.warn(`socket owners are looked up in /proc/net/tcp (slow with many sockets): ${finder.fallbackReason}`)
   else logger.info('socket owners are looked up with netlink sock_diag', {via: finder.via})
@@ -131,6 +130,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     })
   }
   if (finder.conntrackFallbackReason) logger.warn(`socket owners are found without conntrack's original tuples: ${finder.conntrackFallbackReason}`)
+  let current: Running
+  try {
+    current = await build(options.config)
+  } catch (error) {
+    await finder.close()
+    throw error
+  }
+  metrics.watchCache(() => current.engine.broker.cache.stats)
   const names = cachedUserNames(options.users ?? nssUserDatabase(), 60_000)
 
   // The listener's handler always reaches the current application, so a reload swaps it whole.
