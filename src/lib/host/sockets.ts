@@ -786,28 +786,14 @@ class NetlinkSockDiag implements TupleLookup {
   /** The answer to request `seq` in a datagram of n bytes, or 'not ours' for a stale reply. */
   private decode(n: number, seq: number, tuple: ClientSocketTuple): KernelSocket | null | 'not ours' {
     const b = this.channel.reply
-    for (let at = 0; at + NLMSG_HEADER <= n;) {
-      const length = readU32(b, at)
-      if (length < NLMSG_HEADER || at + length > n) throw lookupError('malformed netlink reply')
-      if (readU32(b, at + 8) === seq) {
-        const type = readU16(b, at + 4)
-        if (type === NLMSG_ERROR) {
-          const errno = -readI32(b, at + NLMSG_HEADER)
-          if (errno === ENOENT) return null
-          throw lookupError(`sock_diag answered ${this.channel.errnoName(errno)}`)
-        }
-        if (type === SOCK_DIAG_BY_FAMILY) {
-          if (length < NLMSG_HEADER + DIAG_MSG_LENGTH) throw lookupError('short inet_diag_msg')
-          const msg = at + NLMSG_HEADER
-          // With no established socket of that id the kernel falls back to a listener on the
-          // port: only the exact id counts.
-          if (!this.isRequestedId(msg, tuple)) return null
-          return {state: b[msg + 1], uid: readU32(b, msg + 64), inode: readU32(b, msg + 68)}
-        }
-      }
-      at += (length + 3) & ~3
-    }
-    return 'not ours'
+    const reply = replyTo(b, n, seq, SOCK_DIAG_BY_FAMILY, 'sock_diag', (e) => this.channel.errnoName(e))
+    if (reply === null || reply === 'not ours') return reply
+    if (reply.length < NLMSG_HEADER + DIAG_MSG_LENGTH) throw lookupError('short inet_diag_msg')
+    const msg = reply.at + NLMSG_HEADER
+    // With no established socket of that id the kernel falls back to a listener on the port:
+    // only the exact id counts.
+    if (!this.isRequestedId(msg, tuple)) return null
+    return {state: b[msg + 1], uid: readU32(b, msg + 64), inode: readU32(b, msg + 68)}
   }
 }
 
@@ -925,20 +911,37 @@ export function decodeConntrackReply(
   seq: number,
   errnoName: (errno: number) => string = (e) => `errno ${e}`,
 ): ConntrackTuple | null | 'not ours' {
+  const reply = replyTo(b, n, seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW, 'ctnetlink', errnoName)
+  if (reply === null || reply === 'not ours') return reply
+  if (reply.length < NLMSG_HEADER + NFGENMSG_LENGTH) throw lookupError('short ctnetlink message')
+  return decodeOriginalTuple(b, reply.at + NLMSG_HEADER, reply.at + reply.length)
+}
+
+/**
+ * The message of type `type` answering request `seq` in a datagram of n bytes (its offset and
+ * length), null when the kernel answered ENOENT, 'not ours' when nothing in it answers `seq` (a
+ * stale reply). Throws (a UserError, kind 'unavailable') on a malformed datagram or any other
+ * error the kernel answered, naming `interfaceName`.
+ */
+function replyTo(
+  b: Buffer,
+  n: number,
+  seq: number,
+  type: number,
+  interfaceName: string,
+  errnoName: (errno: number) => string,
+): {at: number; length: number} | null | 'not ours' {
   for (let at = 0; at + NLMSG_HEADER <= n;) {
     const length = readU32(b, at)
     if (length < NLMSG_HEADER || at + length > n) throw lookupError('malformed netlink reply')
     if (readU32(b, at + 8) === seq) {
-      const type = readU16(b, at + 4)
-      if (type === NLMSG_ERROR) {
+      const answered = readU16(b, at + 4)
+      if (answered === NLMSG_ERROR) {
         const errno = -readI32(b, at + NLMSG_HEADER)
         if (errno === ENOENT) return null
-        throw lookupError(`ctnetlink answered ${errnoName(errno)}`)
+        throw lookupError(`${interfaceName} answered ${errnoName(errno)}`)
       }
-      if (type === ((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW)) {
-        if (length < NLMSG_HEADER + NFGENMSG_LENGTH) throw lookupError('short ctnetlink message')
-        return decodeOriginalTuple(b, at + NLMSG_HEADER, at + length)
-      }
+      if (answered === type) return {at, length}
     }
     at += align4(length)
   }
