@@ -69,8 +69,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
 /** CreateUserRole's link to roles sync: apply (live) or plan, for one local user. */
 export function roleSyncer(config: Config, source: IamSource, iam: IAMClient | null): NonNullable<MethodDeps['syncRole']> {
   return async (localUser, {dryRun}): Promise<RoleSyncOutcome> => {
+    // syncUserRole itself tells the IAM read cache what its writes left (or forgets the role).
     const {entry, status} = await syncUserRole({source, iam: dryRun ? null : iam, config}, localUser, {dryRun})
-    if (!dryRun && entry.changes.length > 0 && source instanceof CachedIamSource) source.invalidateRole(entry.role)
     return {status, roleArn: entry.roleArn, changes: entry.changes.length, error: entry.error}
   }
 }
