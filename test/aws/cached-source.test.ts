@@ -166,4 +166,66 @@ describe('cached IAM reads', () => {
     await cached.getRolePolicies('user-bob')
     assert.deepEqual(inner.reads, ['role-policies:user-bob', 'role-policies:user-bob'])
   })
+
+  describe('a recording view (what a piece of work read, and whether it still holds)', () => {
+    /** A view that has read bob's policies and user-bob's role from fresh slots. */
+    async function warm(maxEntries = 100) {
+      const inner = countingSource()
+      const cached = new CachedIamSource(inner.source, {...options, maxEntries})
+      await cached.getUserPolicies('bob')
+      await cached.getRolePolicies('user-bob')
+      const {source, log} = cached.recording()
+      await source.getUserPolicies('bob')
+      await source.getRolePolicies('user-bob')
+      return {cached, inner, source, log}
+    }
+
+    it('holds while every slot it read is the cache’s and fresh, and reads through the same cache', async () => {
+      const {inner, log} = await warm()
+      now += 299_999
+      assert.equal(log.holds(), true)
+      assert.deepEqual(inner.reads, ['user:bob', 'role-policies:user-bob'], 'the view read nothing of its own')
+    })
+
+    it('no longer holds once a slot it read is past its TTL', async () => {
+      const {log} = await warm()
+      now += 300_000
+      assert.equal(log.holds(), false)
+    })
+
+    it('no longer holds once a slot it read is replaced or dropped: written by roles sync, or forgotten', async () => {
+      const written = await warm()
+      written.cached.recordRole('user-bob', rolePolicies('user-bob', 'as written'))
+      assert.equal(written.log.holds(), false, 'written')
+      const forgotten = await warm()
+      forgotten.cached.forgetRole('user-bob')
+      assert.equal(forgotten.log.holds(), false, 'forgotten')
+    })
+
+    it('no longer holds once a slot it read is evicted', async () => {
+      const {cached, log} = await warm(2)
+      await cached.getUserPolicies('carol')
+      assert.equal(log.holds(), false)
+    })
+
+    it('does not hold when a read was not answered from a fresh slot: fetched, stale, or a remembered failure', async () => {
+      const fetched = new CachedIamSource(countingSource().source, options).recording()
+      await fetched.source.getUserPolicies('bob')
+      assert.equal(fetched.log.holds(), false, 'fetched')
+
+      const {cached} = await warm()
+      now += 300_001
+      const stale = cached.recording()
+      await stale.source.getUserPolicies('bob')
+      assert.equal(stale.log.holds(), false, 'stale')
+
+      const inner = countingSource()
+      const failing = new CachedIamSource(inner.source, options)
+      inner.fail(true)
+      await assert.rejects(failing.getUserPolicies('bob'))
+      const failed = failing.recording()
+      await assert.rejects(failed.source.getUserPolicies('bob'))
+      assert.equal(failed.log.holds(), false, 'a remembered failure')
+    })
+  })
 })

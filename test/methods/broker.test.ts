@@ -20,6 +20,8 @@ const accountFile = new URL('../../fixtures/account.json', import.meta.url).path
 const INSTANCE_ROLE = 'arn:aws:iam::123456789012:role/service-role/analytics-host'
 const DEMO_CONFIG = ['[general]', 'per_user_credential_methods = svc-backup: InstanceRole', '[method_RestrictedInstanceRole]', 'compress_user_policy = True', ''].join('\n')
 
+const IAM_TTL_MS = 300_000
+
 const users = {
   alice: {name: 'alice', uid: 1001},
   bob: {name: 'bob', uid: 1002},
@@ -43,11 +45,15 @@ describe('the credential chain (through the AWS test double)', () => {
     sts = new STSClient(common)
   }
 
+  /** The IAM read cache's clock (ms): tests move it on; the credential cache keeps real time. */
+  let clock = 0
+
   function broker(configText = DEMO_CONFIG, extra: Partial<MethodDeps> = {}): CredentialBroker {
     warnings = []
-    source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: 300_000, failureTtlMs: 30_000, maxEntries: 1000})
+    clock = Date.now()
+    source = new CachedIamSource(new LiveIamSource({iam, sts, instanceRoleRef: null}), {ttlMs: IAM_TTL_MS, failureTtlMs: 30_000, maxEntries: 1000, now: () => clock})
     const config = parseConfig(configText, 'test.conf')
-    const deps: MethodDeps = {config, source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), syncRole: roleSyncer(config, source, iam), ...extra}
+    const deps: MethodDeps = {config, source, sts, catalog: createActionCatalog(), warn: (m) => warnings.push(m), syncRole: roleSyncer(config, iam), ...extra}
     return new CredentialBroker(deps, new CredentialCache({maxEntries: 1000, failureTtlMs: 30_000}), {sleep: async () => {}, newRoleDelayMs: 0})
   }
 
@@ -230,6 +236,67 @@ describe('the credential chain (through the AWS test double)', () => {
     it('never hands the instance credentials to a user with an IAM identity, even with fail_safe = False', async () => {
       const outcome = await broker(`${DEMO_CONFIG}[method_InstanceRole]\nfail_safe = False\n`, {instanceCredentials: upstream}).credentialsFor(users.erin)
       assert.equal(outcome.ok, false, issuedBy(outcome))
+    })
+  })
+
+  describe('a warm request (what the last request worked out, reused while its IAM reads hold)', () => {
+    /** Past two TTLs of the IAM read cache: the next read of anything waits for IAM. */
+    const expireIamReads = () => (clock += 2 * IAM_TTL_MS + 1)
+
+    it("sees a change to the user's IAM permissions as soon as the read cache reads them again", async () => {
+      // Given bob's restricted credentials, and then a change to his IAM user
+      const b = broker()
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'RestrictedInstanceRole')
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'RestrictedInstanceRole')
+      const [first] = assumed(INSTANCE_ROLE)
+      assert.match(first.policy ?? '', /acme-analytics-scratch/)
+      double.snapshot.users.get('bob')!.inline.delete('scratch-space')
+      const outcome = await b.credentialsFor(users.bob)
+      assert.equal(assumed(INSTANCE_ROLE).length, 1, 'the same session until the reads expire')
+      // When his next request comes after the reads expired (well within a second)
+      expireIamReads()
+      const changed = await b.credentialsFor(users.bob)
+      // Then it was worked out again from IAM: a new session with the changed policy
+      assert.ok(changed.ok && outcome.ok && changed.credentials.accessKeyId !== outcome.credentials.accessKeyId, issuedBy(changed))
+      const latest = assumed(INSTANCE_ROLE).at(-1)!
+      assert.ok(latest.policy && !latest.policy.includes('acme-analytics-scratch'), latest.policy)
+    })
+
+    it('never gives InstanceRole to a user an earlier method has since found an IAM identity for', async () => {
+      // Given frank, with no IAM user (known since before his first request), so that
+      // RestrictedInstanceRole passes and InstanceRole issues
+      const b = broker('[general]\ncredential_methods = RestrictedInstanceRole, InstanceRole\n')
+      assert.equal(await source.getUserPolicies('frank'), null)
+      clock += IAM_TTL_MS / 2
+      assert.equal(issuedBy(await b.credentialsFor(users.frank)), 'InstanceRole')
+      // When an IAM user frank appears, one who may do nothing on this instance, and the read
+      // cache has read him while what InstanceRole read (the instance role) is still fresh
+      const erin = double.snapshot.users.get('erin')!
+      double.snapshot.users.set('frank', {...structuredClone(erin), name: 'frank', arn: 'arn:aws:iam::123456789012:user/frank'})
+      clock += IAM_TTL_MS * 0.7
+      assert.equal(issuedBy(await b.credentialsFor(users.frank)), 'InstanceRole', 'still the stale answer: no IAM user')
+      for (let i = 0; i < 400 && !(await source.getUserPolicies('frank')); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+      assert.ok(await source.getUserPolicies('frank'), 'the read cache knows IAM user frank now')
+      // Then frank gets nothing: never the instance role, which would grant him more than his IAM user
+      const outcome = await b.credentialsFor(users.frank)
+      assert.equal(outcome.ok, false, issuedBy(outcome))
+      assert.match(outcome.skipped.map((s) => s.reason).join('; '), /IAM user frank/)
+    })
+
+    it('brings a role changed behind its back in step again once the read cache reads it again (CreateUserRole)', async () => {
+      // Given bob's role, made by the first request, and served without any AWS call since
+      const b = broker('[general]\ncredential_methods = CreateUserRole\n')
+      await b.credentialsFor(users.bob)
+      double.reset()
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'CreateUserRole')
+      assert.deepEqual(double.calls.map((c) => c.action), [])
+      // When a policy of the role is deleted behind the daemon's back, and the reads expire
+      const role = double.snapshot.roles.get('user-bob')!
+      role.inline.delete([...role.inline.keys()][0])
+      expireIamReads()
+      // Then bob's next request puts it back
+      assert.equal(issuedBy(await b.credentialsFor(users.bob)), 'CreateUserRole')
+      assert.ok(double.calls.some((c) => c.action === 'PutRolePolicy'), double.calls.map((c) => c.action).join(' '))
     })
   })
 

@@ -13,28 +13,89 @@ export interface CachedIamSourceOptions {
   now?: () => number
 }
 
-/** `written`: recorded from roles sync's own writes (recordRole), not read. */
-type Slot = {value: unknown; until: number; retryAfter?: number; written?: boolean} | {error: unknown; until: number}
+/**
+ * `written`: recorded from roles sync's own writes (recordRole), not read. `gone`: no longer in
+ * the cache (replaced, deleted or evicted): a ReadLog that saw it no longer holds.
+ */
+type Slot = ({value: unknown; until: number; retryAfter?: number; written?: boolean} | {error: unknown; until: number}) & {gone?: boolean}
+type ValueSlot = Extract<Slot, {value: unknown}>
+
+/**
+ * What the reads through one recording view (CachedIamSource.recording) were answered with, so
+ * that whatever was worked out from them can be reused for as long as the same reads would give
+ * the same answers: every read answered from a fresh slot, each slot still the one in the cache
+ * (a re-read, a write of roles sync, a forget or an eviction replaces it), none past its TTL.
+ */
+export class ReadLog {
+  private readonly slots: ValueSlot[] = []
+  private until = Infinity
+  /** Every read so far was answered from a fresh slot (not fetched, not stale, not a failure). */
+  private fresh = true
+
+  constructor(private readonly now: () => number) {}
+
+  /** @internal CachedIamSource: a read answered from `slot`, or (undefined) one that was not fresh. */
+  saw(slot: ValueSlot | undefined): void {
+    if (!slot) this.fresh = false
+    else {
+      this.slots.push(slot)
+      if (slot.until < this.until) this.until = slot.until
+    }
+  }
+
+  /** The same reads, made now, would be answered from the same slots. */
+  holds(): boolean {
+    if (!this.fresh || this.now() >= this.until) return false
+    for (const slot of this.slots) if (slot.gone) return false
+    return true
+  }
+}
 
 export class CachedIamSource implements IamSource {
   readonly mode: IamSource['mode']
   private readonly store: LRUCache<string, Slot>
   private readonly inflight = new Map<string, Promise<unknown>>()
   private readonly now: () => number
+  /** Set on a recording view only (see recording). */
+  private readonly log?: ReadLog
 
   constructor(
     private readonly inner: IamSource,
     private readonly options: CachedIamSourceOptions,
   ) {
     this.mode = inner.mode
-    this.store = new LRUCache({max: options.maxEntries})
+    this.store = new LRUCache<string, Slot>({
+      max: options.maxEntries,
+      dispose: (slot) => {
+        slot.gone = true
+      },
+    })
     this.now = options.now ?? Date.now
+  }
+
+  /**
+   * This cache as seen by one piece of work: the same store, fetches and writes (the view is an
+   * object whose prototype is this source, and no method assigns a field), with every read noted
+   * in `log`.
+   */
+  recording(): {source: CachedIamSource; log: ReadLog} {
+    const log = new ReadLog(this.now)
+    const source = Object.create(this, {log: {value: log}}) as CachedIamSource
+    return {source, log}
   }
 
   private cached<T>(key: string, load: () => Promise<T>): Promise<T> {
     const now = this.now()
     const slot = this.store.get(key)
-    if (slot && now < slot.until) return 'error' in slot ? Promise.reject(slot.error) : Promise.resolve(slot.value as T)
+    if (slot && now < slot.until) {
+      if ('error' in slot) {
+        this.log?.saw(undefined)
+        return Promise.reject(slot.error)
+      }
+      this.log?.saw(slot)
+      return Promise.resolve(slot.value as T)
+    }
+    this.log?.saw(undefined)
     // Expired within one more TTL: answer with what is known and read again in the background,
     // so a request never waits on IAM for data it had a moment ago.
     if (slot && 'value' in slot && now < slot.until + this.options.ttlMs) {

@@ -1,12 +1,15 @@
 // The engine `serve` calls for every credential request: the user's chain, each method in
 // order until one issues, through the credential cache. A method that is not for the user
 // passes to the next; any other failure ends the chain with no credentials (fail closed).
+import type {STSClient} from '@aws-sdk/client-sts'
+
+import {CachedIamSource, ReadLog} from '../aws/cached.js'
 import type {MethodName} from '../config/schema.js'
 import type {LocalUser} from '../host/users.js'
 import {CredentialCache} from './cache.js'
 import {Chain, selectChain} from './chain.js'
-import {AssumeRequest, assumeRole, Credentials, NotForUser, requestKey} from './credentials.js'
-import {ChainSoFar, MethodDeps, prepare} from './methods.js'
+import {assumeRole, Credentials, NotForUser, requestKey} from './credentials.js'
+import {ChainSoFar, MethodDeps, prepare, Prepared} from './methods.js'
 
 export type IssueOutcome =
   | {ok: true; user: LocalUser; chain: Chain; method: MethodName; roleArn: string; credentials: Credentials; skipped: Skip[]}
@@ -29,8 +32,8 @@ export class CredentialBroker {
   /** Roles whose trust policy refuses sts:SetSourceIdentity (found at the first refusal). */
   private readonly sourceIdentityRefused = new Set<string>()
   private readonly sleep: (ms: number) => Promise<void>
-  /** The last cache key built per session policy (see keyFor). */
-  private readonly keys = new Map<string | null, KeyMemo>()
+  /** Per user name, each method's last request while its IAM reads hold (see planFor). */
+  private readonly plans = new Map<string, {uid: number; byMethod: Map<MethodName, Plan>}>()
 
   constructor(
     private readonly deps: MethodDeps,
@@ -70,65 +73,88 @@ export class CredentialBroker {
   private async issue(method: MethodName, user: LocalUser, soFar: ChainSoFar): Promise<{credentials: Credentials; roleArn: string}> {
     const sts = this.deps.sts
     if (!sts) throw new NotForUser('offline: no AWS access to issue credentials')
-    const prepared = await prepare[method](this.deps, user, soFar)
-    const {request} = prepared
-    const credentials = await this.cache.get(this.keyFor(method, request), async () => {
-      const attempts = prepared.roleChanged ? (this.options.newRoleAttempts ?? 6) : 1
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await assumeRole({sts, warn: this.deps.warn}, request, this.sourceIdentityRefused)
-        } catch (error) {
-          if (!(error instanceof NotForUser) || attempt >= attempts) {
-            // A refusal on behalf of a known IAM identity still bars the broader InstanceRole.
-            if (error instanceof NotForUser && prepared.identity && !error.identified) throw new NotForUser(error.reason, error.warning, prepared.identity)
-            throw error
-          }
-          await this.sleep(this.options.newRoleDelayMs ?? 2000)
-        }
-      }
-    })
-    return {credentials, roleArn: request.roleArn}
+    const plan = this.planFor(method, user, soFar) ?? (await this.plan(sts, method, user, soFar))
+    const credentials = await this.cache.get(plan.key, plan.issue)
+    return {credentials, roleArn: plan.prepared.request.roleArn}
   }
 
   /**
-   * requestKey(method, request), the very string of the last request with the same fields. A
-   * key holds the whole session policy: building it and hashing it anew (V8 keeps a string's
-   * hash) took longer than the rest of a warm lookup. Remembered per policy string, for a
-   * bounded number of policies.
+   * The method's request for the user as the last request worked it out, while working it out
+   * again would give the same: prepare reads the configuration (this broker's, fixed), the user's
+   * name (the uid is checked too), what earlier methods of the chain found (soFar: plans are
+   * made and used only when they found nothing) and the IAM read cache, which the plan's ReadLog
+   * follows. A plan is used for at most PLAN_MS, so that the read cache still sees the entries
+   * it skips as recently used (and anything missed here would last a second at most). A warm
+   * request thus skips prepare's reads, look-ups and the building of its cache key.
    */
-  private keyFor(method: MethodName, request: AssumeRequest): string {
-    const memo = this.keys.get(request.policy)
-    if (
-      memo &&
-      memo.method === method &&
-      memo.roleArn === request.roleArn &&
-      memo.sessionName === request.sessionName &&
-      memo.durationSeconds === request.durationSeconds &&
-      sameList(memo.policyArns, request.policyArns)
-    )
-      return memo.key
-    const key = requestKey(method, request)
-    if (!memo && this.keys.size >= MAX_KEY_MEMOS) this.keys.delete(this.keys.keys().next().value!)
-    const {roleArn, sessionName, durationSeconds, policyArns} = request
-    this.keys.set(request.policy, {method, roleArn, sessionName, durationSeconds, policyArns: [...policyArns], key})
-    return key
+  private planFor(method: MethodName, user: LocalUser, soFar: ChainSoFar): Plan | undefined {
+    if (soFar.identified !== undefined) return undefined
+    const forUser = this.plans.get(user.name)
+    if (forUser?.uid !== user.uid) return undefined
+    const plan = forUser.byMethod.get(method)
+    if (!plan) return undefined
+    if (Date.now() - plan.madeAt < PLAN_MS && plan.reads?.holds()) return plan
+    forUser.byMethod.delete(method)
+    return undefined
+  }
+
+  /** Works out the method's request (prepare), and keeps it for planFor when it can be reused. */
+  private async plan(sts: STSClient, method: MethodName, user: LocalUser, soFar: ChainSoFar): Promise<Plan> {
+    const reusable = soFar.identified === undefined && this.deps.source instanceof CachedIamSource
+    const recording = reusable ? (this.deps.source as CachedIamSource).recording() : undefined
+    const deps = recording ? {...this.deps, source: recording.source} : this.deps
+    const prepared = await prepare[method](deps, user, soFar)
+    const plan: Plan = {
+      prepared,
+      key: requestKey(method, prepared.request),
+      issue: () => this.assume(sts, prepared),
+      reads: recording?.log ?? null,
+      madeAt: Date.now(),
+    }
+    if (plan.reads?.holds()) this.keep(method, user, plan)
+    return plan
+  }
+
+  private keep(method: MethodName, user: LocalUser, plan: Plan): void {
+    let forUser = this.plans.get(user.name)
+    if (forUser?.uid !== user.uid) {
+      if (!forUser && this.plans.size >= MAX_PLANNED_USERS) this.plans.delete(this.plans.keys().next().value!)
+      this.plans.set(user.name, (forUser = {uid: user.uid, byMethod: new Map()}))
+    }
+    forUser.byMethod.set(method, plan)
+  }
+
+  /** AssumeRole for a prepared request (several attempts on a role roles sync just changed). */
+  private async assume(sts: STSClient, prepared: Prepared): Promise<Credentials> {
+    const {request} = prepared
+    const attempts = prepared.roleChanged ? (this.options.newRoleAttempts ?? 6) : 1
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await assumeRole({sts, warn: this.deps.warn}, request, this.sourceIdentityRefused)
+      } catch (error) {
+        if (!(error instanceof NotForUser) || attempt >= attempts) {
+          // A refusal on behalf of a known IAM identity still bars the broader InstanceRole.
+          if (error instanceof NotForUser && prepared.identity && !error.identified) throw new NotForUser(error.reason, error.warning, prepared.identity)
+          throw error
+        }
+        await this.sleep(this.options.newRoleDelayMs ?? 2000)
+      }
+    }
   }
 }
 
-interface KeyMemo {
-  method: MethodName
-  roleArn: string
-  sessionName: string
-  durationSeconds: number
-  policyArns: string[]
+/** A method's request for one user, worked out, with the IAM reads it was worked out from. */
+interface Plan {
+  prepared: Prepared
+  /** The credential cache's key for the request. */
   key: string
+  issue: () => Promise<Credentials>
+  /** null when the reads were not recorded (a source without the read cache). */
+  reads: ReadLog | null
+  madeAt: number
 }
 
-/** Session policies whose last cache key is remembered (the oldest goes first). */
-const MAX_KEY_MEMOS = 1024
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
-}
+/** How long a plan is reused at most (see planFor). */
+const PLAN_MS = 1000
+/** Users whose plans are kept (the first planned goes first). */
+const MAX_PLANNED_USERS = 4096

@@ -55,7 +55,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     catalog: createActionCatalog(),
     warn: options.warn,
     instanceCredentials: options.instanceCredentials,
-    syncRole: roleSyncer(config, source, clients?.iam ?? null),
+    syncRole: roleSyncer(config, clients?.iam ?? null),
   }
   const cache = new CredentialCache({
     maxEntries: config.general.cache_max_entries,
@@ -67,8 +67,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
 }
 
 /** CreateUserRole's link to roles sync: apply (live) or plan, for one local user. */
-export function roleSyncer(config: Config, source: IamSource, iam: IAMClient | null): NonNullable<MethodDeps['syncRole']> {
-  return async (localUser, {dryRun}): Promise<RoleSyncOutcome> => {
+export function roleSyncer(config: Config, iam: IAMClient | null): NonNullable<MethodDeps['syncRole']> {
+  return async (localUser, {dryRun, source}): Promise<RoleSyncOutcome> => {
     // syncUserRole itself tells the IAM read cache what its writes left (or forgets the role).
     const {entry, status} = await syncUserRole({source, iam: dryRun ? null : iam, config}, localUser, {dryRun})
     return {status, roleArn: entry.roleArn, changes: entry.changes.length, error: entry.error}

@@ -28,8 +28,11 @@ export interface MethodDeps {
   /** null offline: nothing can be issued, only explained. */
   sts: STSClient | null
   catalog: ActionCatalog
-  /** Brings the user's CreateUserRole role in line (apply), or plans it (dryRun). */
-  syncRole?: (localUser: string, options: {dryRun: boolean}) => Promise<RoleSyncOutcome>
+  /**
+   * Brings the user's CreateUserRole role in line (apply), or plans it (dryRun), reading IAM
+   * through `source` (the caller's: the broker follows what a request read).
+   */
+  syncRole?: (localUser: string, options: {dryRun: boolean; source: IamSource}) => Promise<RoleSyncOutcome>
   /** The instance's own credentials from the upstream IMDS (InstanceRole with fail_safe = False). */
   instanceCredentials?: () => Promise<Credentials>
   warn: (message: string) => void
@@ -111,7 +114,7 @@ export const prepare: Record<MethodName, (deps: MethodDeps, user: LocalUser, soF
 
   async CreateUserRole(deps, user) {
     if (!deps.syncRole) throw new UserError('unexpected', 'CreateUserRole is not available here (no roles sync)')
-    const outcome = await deps.syncRole(user.name, {dryRun: false})
+    const outcome = await deps.syncRole(user.name, {dryRun: false, source: deps.source})
     if (outcome.status === 'no-iam-user') throw new NotForUser(outcome.error ?? `no IAM user for ${user.name}`)
     if (outcome.status === 'failed') throw new UserError('unexpected', `roles sync for ${user.name} failed: ${outcome.error}`)
     return {request: request(deps, user, outcome.roleArn), roleChanged: outcome.changes > 0, identity: `the IAM user of ${user.name}`}

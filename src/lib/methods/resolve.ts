@@ -62,7 +62,7 @@ const explain: Record<MethodName, Explain> = {
 
   async CreateUserRole(deps, user) {
     if (!deps.syncRole) return {method: 'CreateUserRole', outcome: 'error', reason: 'roles sync is not available'}
-    const plan = await deps.syncRole(user.name, {dryRun: true})
+    const plan = await deps.syncRole(user.name, {dryRun: true, source: deps.source})
     if (plan.status === 'no-iam-user') return {method: 'CreateUserRole', outcome: 'skip', reason: plan.error ?? 'no IAM user', roleArn: plan.roleArn}
     if (plan.status === 'failed') return {method: 'CreateUserRole', outcome: 'error', reason: `roles sync would fail: ${plan.error}`, roleArn: plan.roleArn}
     const what = plan.changes === 0 ? 'the role is in sync' : `roles sync would make ${plan.changes} change${plan.changes === 1 ? '' : 's'} first`
