@@ -624,6 +624,24 @@ describe('the IMDS application', () => {
       assert.equal(h.audits[0].detail, 'the broker broke')
     })
 
+    it('tells the audited hook (metrics) of every audit record after writing it, and answers even when that fails', async () => {
+      await get(CREDS)
+      await get(CREDS, {'X-aws-ec2-metadata-token': 'not-a-token'})
+      h.as(root)
+      await get(CREDS)
+      assert.deepEqual(h.audits.map((a) => a.outcome), ['issued', 'denied', 'upstream'])
+      assert.equal(h.counted.length, 3)
+      h.counted.forEach((record, i) => assert.equal(record, h.audits[i], 'the very record audited'))
+
+      h.as({uid: users.alice.uid, user: users.alice})
+      h.failCounting(true)
+      const reply = await get(CREDS)
+      assert.equal(reply.status, 200)
+      assert.equal(JSON.parse(reply.body).AccessKeyId, 'ASIAUSER1001KEY')
+      assert.equal(h.audits.length, 4)
+      assert.ok(h.warnings.includes('counting a credential request failed: the metrics broke'), h.warnings.join('\n'))
+    })
+
     it('keeps every secret out of the audit records', async () => {
       const mine = await token()
       await get(CREDS, {'X-aws-ec2-metadata-token': mine})

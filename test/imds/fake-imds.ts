@@ -237,6 +237,10 @@ export interface Harness {
   fake: FakeImds
   broker: FakeBroker
   audits: AuditRecord[]
+  /** The records the app's `audited` hook (serve: metrics) was told of. */
+  counted: AuditRecord[]
+  /** Makes the `audited` hook throw. */
+  failCounting(fail: boolean): void
   logs: RequestRecord[]
   warnings: string[]
   tokens: TokenStore
@@ -264,6 +268,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   let owner: Identity | null | Error = {uid: users.alice.uid, user: users.alice}
   const broker = fakeBroker()
   const audits: AuditRecord[] = []
+  const counted: AuditRecord[] = []
+  let countingFails = false
   const logs: RequestRecord[] = []
   const warnings: string[] = []
   const tokens = new TokenStore({now})
@@ -275,6 +281,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     tokens,
     config: {general: {require_imdsv2: false, deny_user_data: false, deny_instance_identity: false, ...options.config}},
     audit: (r) => audits.push(r),
+    audited: (r) => {
+      if (countingFails) throw new Error('the metrics broke')
+      counted.push(r)
+    },
     log: (r) => logs.push(r),
     warn: (m) => warnings.push(m),
     now,
@@ -298,6 +308,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     fake,
     broker,
     audits,
+    counted,
+    failCounting: (fail) => (countingFails = fail),
     logs,
     warnings,
     tokens,

@@ -104,11 +104,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       upstream,
       tokens,
       config,
-      audit: (record) => {
-        metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000)
-        // The logger copies the fields it writes: no copy here (this runs once per credential request).
-        logger.audit('credential request', record as unknown as LogFields)
-      },
+      // The logger copies the fields it writes: no copy here (this runs once per credential request).
+      audit: (record) => logger.audit('credential request', record as unknown as LogFields),
+      audited: (record) => metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000),
       get log() {
         return logger.level === 'DEBUG' ? requestLog : undefined
       },

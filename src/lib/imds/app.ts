@@ -79,6 +79,14 @@ export interface AuditRecord {
   detail: string | null
 }
 
+/** What the chain issued, as the audit record names it. */
+interface Issued {
+  method: MethodName
+  roleArn: string
+  credentials: Credentials
+  cacheHit: boolean
+}
+
 /** One record per request, for the access log. */
 export interface RequestRecord {
   time: string
@@ -97,7 +105,10 @@ export interface ImdsAppDeps {
   upstream: UpstreamClient
   tokens: Pick<TokenStore, 'mint' | 'remainingSeconds'>
   config: {general: {require_imdsv2: boolean; deny_user_data: boolean; deny_instance_identity: boolean}}
+  /** Written before the request is answered: a failure here answers 500, never credentials. */
   audit: (record: AuditRecord) => void
+  /** Told every audit record once its request was answered (metrics: nothing to wait for). */
+  audited?: (record: AuditRecord) => void
   log?: (record: RequestRecord) => void
   /** Told the details behind every 5xx (the caller only sees a generic page). */
   warn?: (message: string) => void
@@ -129,8 +140,8 @@ interface Context {
   match?: string[]
   /** Seconds left on the request's IMDSv2 token (IMDS echoes them). */
   tokenSecondsLeft?: number
-  /** An audit record was written for this request. */
-  audited?: boolean
+  /** The audit record written for this request. */
+  audited?: AuditRecord
 }
 
 type Step = (ctx: Context) => Promise<Answer | undefined> | Answer | undefined
@@ -248,22 +259,17 @@ export class ImdsApp {
       answer = refusal(500, `the daemon failed: ${message(error)}`)
     }
     this.send(res, ctx, answer)
-    if (!ctx.audited && answer.why !== undefined && asksForCredentials(ctx)) this.auditRefusal(ctx, answer)
+    // A credential request a step refused (outcome denied), or that failed before its handler (error).
+    if (!ctx.audited && answer.why !== undefined && asksForCredentials(ctx))
+      this.audit(ctx, answer.status === 500 ? 'error' : 'denied', `HTTP ${answer.status}: ${answer.why}`)
+    if (ctx.audited && this.deps.audited)
+      try {
+        this.deps.audited(ctx.audited)
+      } catch (error) {
+        this.deps.warn?.(`counting a credential request failed: ${message(error)}`)
+      }
     // A failing access log must not take the daemon down (handle's promise is not awaited).
     this.logRequest(ctx, answer)
-  }
-
-  /** A credential request a step refused (outcome denied), or that failed before its handler (error). */
-  private auditRefusal(ctx: Context, answer: Answer): void {
-    this.audit(ctx, {
-      outcome: answer.status === 500 ? 'error' : 'denied',
-      detail: `HTTP ${answer.status}: ${answer.why}`,
-      method: null,
-      roleArn: null,
-      accessKeyId: null,
-      expiration: null,
-      cacheHit: null,
-    })
   }
 
   private logRequest(ctx: Context, answer: Answer): void {
@@ -380,20 +386,8 @@ export class ImdsApp {
   private async credentials(ctx: Routed): Promise<Answer> {
     const [, extended, name] = ctx.match
     const {user} = ctx.identity
-    const record = (
-      outcome: AuditRecord['outcome'],
-      detail: string | null,
-      issued?: {method: MethodName; roleArn: string; credentials: Credentials; cacheHit: boolean},
-    ) =>
-      this.audit(ctx, {
-        outcome,
-        detail,
-        method: issued?.method ?? null,
-        roleArn: issued?.roleArn ?? null,
-        accessKeyId: issued?.credentials.accessKeyId ?? null,
-        expiration: issued ? issued.credentials.expiration.toISOString() : null,
-        cacheHit: issued?.cacheHit ?? null,
-      })
+    const record = (outcome: AuditRecord['outcome'], detail: string | null, issued?: Issued) =>
+      this.audit(ctx, outcome, detail, issued)
 
     if (!user) {
       record('denied', `no local user has uid ${ctx.identity.uid}`)
@@ -460,15 +454,7 @@ export class ImdsApp {
   }
 
   private async refuse(ctx: Routed, why: string): Promise<Answer> {
-    this.audit(ctx, {
-      outcome: 'denied',
-      detail: why,
-      method: null,
-      roleArn: null,
-      accessKeyId: null,
-      expiration: null,
-      cacheHit: null,
-    })
+    this.audit(ctx, 'denied', why)
     return page(404)
   }
 
@@ -482,15 +468,7 @@ export class ImdsApp {
 
   private async rootCredentials(ctx: Routed): Promise<Answer> {
     const answer = await this.upstream(ctx.path.upstreamPath, {credentials: true, uid: 0})
-    this.audit(ctx, {
-      outcome: 'upstream',
-      detail: `HTTP ${answer.status}`,
-      method: null,
-      roleArn: null,
-      accessKeyId: null,
-      expiration: null,
-      cacheHit: null,
-    })
+    this.audit(ctx, 'upstream', `HTTP ${answer.status}`)
     return answer
   }
 
@@ -512,20 +490,26 @@ export class ImdsApp {
 
   // ------------------------------------------------------------------ answering
 
-  private audit(
-    ctx: Context,
-    fields: Omit<AuditRecord, 'time' | 'uid' | 'user' | 'httpMethod' | 'path' | 'latencyMs'>,
-  ): void {
-    ctx.audited = true
-    this.deps.audit({
-      time: new Date(this.now()).toISOString(),
+  /** Writes the request's audit record (one literal, in the log's field order: it runs once per credential request). */
+  private audit(ctx: Context, outcome: AuditRecord['outcome'], detail: string | null, issued?: Issued): void {
+    const now = this.now()
+    const record: AuditRecord = {
+      time: new Date(now).toISOString(),
       uid: ctx.identity?.uid ?? null,
       user: ctx.identity?.user?.name ?? null,
       httpMethod: ctx.req.method ?? '',
       path: ctx.path?.upstreamPath ?? `(raw) ${printableTarget(ctx.req.url ?? '')}`,
-      ...fields,
-      latencyMs: this.now() - ctx.started,
-    })
+      outcome,
+      detail,
+      method: issued?.method ?? null,
+      roleArn: issued?.roleArn ?? null,
+      accessKeyId: issued?.credentials.accessKeyId ?? null,
+      expiration: issued ? issued.credentials.expiration.toISOString() : null,
+      cacheHit: issued?.cacheHit ?? null,
+      latencyMs: now - ctx.started,
+    }
+    ctx.audited = record
+    this.deps.audit(record)
   }
 
   private send(res: ServerResponse, ctx: Context, answer: Answer): void {
