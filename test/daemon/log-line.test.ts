@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 
 import type {LogLevel} from '../../src/lib/config/schema.js'
 import {createLogger, LogFields, redact} from '../../src/lib/daemon/log.js'
+import type {AuditRecord} from '../../src/lib/imds/app.js'
 
 const SECRET_KEYS = /secret|token|password|sessiontoken/i
 const NOW = new Date('2026-11-23T10:00:00.123Z')
@@ -21,7 +22,7 @@ function loggerAt(level: LogLevel) {
   return {logger, lines}
 }
 
-const auditRecord = () => ({
+const auditRecord = (): AuditRecord => ({
   time: '2026-11-23T10:00:01.000Z',
   uid: 1002,
   user: 'bob',
@@ -45,7 +46,7 @@ function withHidden(): LogFields {
 }
 
 const cases: Array<[string, () => LogFields]> = [
-  ['an audit record (its own time)', auditRecord],
+  ['an audit record (its own time)', () => ({...auditRecord()})],
   ['no fields', () => ({})],
   [
     'secret-looking names',
@@ -100,10 +101,36 @@ describe('log lines', () => {
     })
   }
 
+  it('writes a credential request’s audit line exactly as audit() writes the record, whatever the level', () => {
+    const records: AuditRecord[] = [
+      auditRecord(),
+      {
+        ...auditRecord(),
+        uid: null,
+        user: null,
+        path: '(raw) /latest/meta-data/iam/security-credentials/\\x00"quoted"\u2028',
+        outcome: 'denied',
+        detail: 'HTTP 400: the path cannot be made canonical: "%zz"',
+        method: null,
+        roleArn: null,
+        accessKeyId: null,
+        expiration: null,
+        cacheHit: null,
+      },
+    ]
+    const {logger, lines} = loggerAt('CRITICAL')
+    const reference = loggerAt('DEBUG')
+    for (const record of records) {
+      logger.credentialRequest(record)
+      reference.logger.audit('credential request', {...record})
+    }
+    assert.deepEqual(lines, reference.lines)
+  })
+
   it('writes one audit line per record whatever the level', () => {
     const {logger, lines} = loggerAt('CRITICAL')
     logger.info('chatter', {a: 1})
-    logger.audit('credential request', auditRecord())
+    logger.audit('credential request', {...auditRecord()})
     assert.equal(lines.length, 1)
     assert.equal(JSON.parse(lines[0][1]).audit, true)
   })

@@ -15,7 +15,7 @@ import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
 import {Health, throttledProbe, upstreamProbe} from './health.js'
-import type {LogFields, Logger} from './log.js'
+import type {Logger} from './log.js'
 import type {DaemonMetrics} from './metrics.js'
 import {optionLabel, planReload} from './reload.js'
 
@@ -104,8 +104,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       upstream,
       tokens,
       config,
-      // The logger copies the fields it writes: no copy here (this runs once per credential request).
-      audit: (record) => logger.audit('credential request', record as unknown as LogFields),
+      audit: (record) => logger.credentialRequest(record),
       audited: (record) => metrics.credentialRequest(record.outcome, record.method, record.latencyMs / 1000),
       get log() {
         return logger.level === 'DEBUG' ? requestLog : undefined

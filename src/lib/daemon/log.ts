@@ -3,6 +3,7 @@
 // requests get one audit line each. Nothing secret is ever passed in: callers log access key
 // IDs, never secret keys or session tokens, and `redact` guards against mistakes.
 import type {LogLevel} from '../config/schema.js'
+import type {AuditRecord} from '../imds/app.js'
 
 const RANK: Record<LogLevel, number> = {DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50}
 
@@ -21,6 +22,12 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void
   /** An audit record: written whatever the log level (at INFO), since audit is not chatter. */
   audit(msg: string, fields: LogFields): void
+  /**
+   * A credential request's audit record: the line of `audit('credential request', record)`,
+   * built as one literal of AuditRecord's fields (none named like a secret) instead of copied
+   * and checked field by field, since `serve` writes one per credential request.
+   */
+  credentialRequest(record: AuditRecord): void
   /** The minimum level written. */
   readonly level: LogLevel
 }
@@ -30,6 +37,9 @@ export interface ReconfigurableLogger extends Logger {
   /** From the next line on: the minimum level, and/or the sinks written to. */
   reconfigure(settings: {level?: LogLevel; sinks?: LogSink[]}): void
 }
+
+/** The audit line of a credential request: every field of AuditRecord (a field added there must be written). */
+type AuditLine = {time: string; level: LogLevel; msg: string; audit: true} & Record<keyof AuditRecord, unknown>
 
 const SECRET_KEYS = /secret|token|password|sessiontoken/i
 /** What marks an audit line: its first field after msg. */
@@ -106,6 +116,28 @@ export function createLogger(options: {level: LogLevel; sinks: LogSink[]; now?: 
     warn: (m, f) => log('WARNING', m, f),
     error: (m, f) => log('ERROR', m, f),
     audit: (m, f) => write('INFO', m, f, AUDIT),
+    credentialRequest: (r) => {
+      if (sinks.length === 0) return
+      const line = JSON.stringify({
+        time: r.time,
+        level: 'INFO',
+        msg: 'credential request',
+        audit: true,
+        uid: r.uid,
+        user: r.user,
+        httpMethod: r.httpMethod,
+        path: r.path,
+        outcome: r.outcome,
+        detail: r.detail,
+        method: r.method,
+        roleArn: r.roleArn,
+        accessKeyId: r.accessKeyId,
+        expiration: r.expiration,
+        cacheHit: r.cacheHit,
+        latencyMs: r.latencyMs,
+      } satisfies AuditLine)
+      for (const sink of sinks) sink.write('INFO', line)
+    },
   }
 }
 

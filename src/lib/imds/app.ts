@@ -83,8 +83,16 @@ export interface AuditRecord {
 interface Issued {
   method: MethodName
   roleArn: string
-  credentials: Credentials
+  accessKeyId: string
+  expiration: string
   cacheHit: boolean
+}
+
+/** A set of credentials handed out: when first (its LastUpdated), and its expiration as audited. */
+interface Served {
+  lastUpdated: Date
+  expirationMs: number
+  expiration: string
 }
 
 /** One record per request, for the access log. */
@@ -195,7 +203,9 @@ const text = (body: string | Buffer, contentType = 'text/plain'): Answer => ({st
 export class ImdsApp {
   private readonly now: () => number
   /** When each set of credentials was first handed out: their LastUpdated, and cacheHit. */
-  private readonly served = new WeakMap<Credentials, Date>()
+  private readonly served = new WeakMap<Credentials, Served>()
+  /** The last audit time written, as a time and as text (requests come many a millisecond). */
+  private lastTime = {ms: NaN, text: ''}
   /** Host header values accepted on every listener (IMDS's, and extraHosts). */
   private readonly hosts: ReadonlySet<string>
 
@@ -411,17 +421,25 @@ export class ImdsApp {
       }
       const {credentials} = outcome
       const firstServed = this.served.get(credentials)
-      const lastUpdated = firstServed ?? new Date(this.now())
-      if (!firstServed) this.served.set(credentials, lastUpdated)
+      let served = firstServed
+      if (!served || served.expirationMs !== credentials.expiration.getTime()) {
+        served = {
+          lastUpdated: firstServed?.lastUpdated ?? new Date(this.now()),
+          expirationMs: credentials.expiration.getTime(),
+          expiration: credentials.expiration.toISOString(),
+        }
+        this.served.set(credentials, served)
+      }
       const body = credentialsDocument(
         credentials,
-        lastUpdated,
+        served.lastUpdated,
         extended ? accountOf(credentials.arn, outcome.roleArn) : undefined,
       )
       record('issued', null, {
         method: outcome.method,
         roleArn: outcome.roleArn,
-        credentials,
+        accessKeyId: credentials.accessKeyId,
+        expiration: served.expiration,
         cacheHit: firstServed !== undefined,
       })
       return text(body)
@@ -493,8 +511,9 @@ export class ImdsApp {
   /** Writes the request's audit record (one literal, in the log's field order: it runs once per credential request). */
   private audit(ctx: Context, outcome: AuditRecord['outcome'], detail: string | null, issued?: Issued): void {
     const now = this.now()
+    if (now !== this.lastTime.ms) this.lastTime = {ms: now, text: new Date(now).toISOString()}
     const record: AuditRecord = {
-      time: new Date(now).toISOString(),
+      time: this.lastTime.text,
       uid: ctx.identity?.uid ?? null,
       user: ctx.identity?.user?.name ?? null,
       httpMethod: ctx.req.method ?? '',
@@ -503,8 +522,8 @@ export class ImdsApp {
       detail,
       method: issued?.method ?? null,
       roleArn: issued?.roleArn ?? null,
-      accessKeyId: issued?.credentials.accessKeyId ?? null,
-      expiration: issued ? issued.credentials.expiration.toISOString() : null,
+      accessKeyId: issued?.accessKeyId ?? null,
+      expiration: issued?.expiration ?? null,
       cacheHit: issued?.cacheHit ?? null,
       latencyMs: now - ctx.started,
     }
