@@ -10,10 +10,11 @@
 //      AWS calls, sequential round trips; then two more requests, which should make no AWS call
 //      (and once more for RestrictedInstanceRole, the 2nd request after its IAM reads expired).
 //   2. uid lookup: requests on a new connection each (one socket-owner lookup each), 1 client,
-//      with 100 and 10,000 other TCP sockets open on loopback (both ends held here), to a daemon
-//      with netlink sock_diag and one with the /proc/net/tcp fallback, interleaved with the
-//      ceiling. These clients end each connection with a reset, so that no TIME_WAIT entries
-//      pile up in /proc/net/tcp beyond the sockets asked for.
+//      with 100 and 10,000 other TCP sockets open on loopback (both ends held by another
+//      process, bench/socket-holder.ts), to a daemon with netlink sock_diag and the ceiling in
+//      alternating rounds, then to one with the /proc/net/tcp fallback. These clients end each
+//      connection with a reset, so that no TIME_WAIT entries pile up in /proc/net/tcp beyond the
+//      sockets asked for.
 //   3. warm: RestrictedInstanceRole credentials from the cache, keep-alive and a new connection
 //      per request, 1 and 32 concurrent clients, daemon and ceiling alternating in rounds:
 //      requests/s, latency, and this process's CPU time per request; the ratio of requests/s
@@ -59,7 +60,7 @@ const QUICK = process.argv.includes('--quick')
 const SECONDS = Number(arg('seconds', QUICK ? '1' : '4'))
 const SIZES = arg('sizes', '100,10000').split(',').map(Number)
 const LATENCY = Number(arg('latency', '50'))
-const NETLINK_SAMPLES = QUICK ? 600 : 2000
+const NETLINK_SAMPLES = QUICK ? 1000 : 5000
 const PROC_SAMPLES = QUICK ? 20 : 50
 const NOBODY = 65534
 const HOST = '127.0.0.1'
@@ -297,34 +298,21 @@ const socketLines = () =>
     0,
   )
 
-// Other sockets: connections to a listener of our own, both ends held here (bench/sockets).
-const holder = net.createServer().listen(0, HOST)
-await once(holder, 'listening')
-const accepted: net.Socket[] = []
-holder.on('connection', (socket) => accepted.push(socket))
-const held: net.Socket[] = []
-async function growTo(sockets: number) {
-  const wanted = Math.ceil(sockets / 2)
-  while (held.length < wanted) {
-    const batch = Array.from({length: Math.min(200, wanted - held.length)}, () => {
-      const client = net.connect((holder.address() as net.AddressInfo).port, HOST)
-      held.push(client)
-      return once(client, 'connect').then(
-        () => true,
-        () => false,
-      )
-    })
-    if (!(await Promise.all(batch)).every(Boolean)) {
-      console.log(`could only open ${held.length} connections (fd limit ${fdLimit}); going on with those`)
-      break
-    }
-  }
-  while (accepted.length < held.length) await new Promise((r) => setTimeout(r, 10))
+// Other sockets: loopback connections held by another process (bench/socket-holder.ts), both
+// ends, as a host's other processes hold theirs.
+async function holdSockets(count: number): Promise<{sockets: number; release: () => void}> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('socket-holder.ts', import.meta.url)), String(count)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  const {sockets} = JSON.parse(line.toString()) as {sockets: number}
+  if (sockets < count) console.log(`could only open ${sockets} sockets (fd limit ${fdLimit}); going on with those`)
+  return {sockets, release: () => child.stdin.end()}
 }
 
 console.log(
   `2. credential requests on a new connection each (one owner lookup each), 1 client; ${NETLINK_SAMPLES} per size to serve with netlink ` +
-    `and to the ceiling, ${PROC_SAMPLES} to serve with the /proc fallback, interleaved; ms`,
+    `and to the ceiling in alternating rounds, then ${PROC_SAMPLES} to serve with the /proc fallback; ms`,
 )
 const lookupRows = [
   [
@@ -342,9 +330,9 @@ const lookupRows = [
 ]
 let lookupAt10k: ClientReport | null = null
 for (const size of SIZES) {
-  await growTo(size)
+  const others = await holdSockets(size)
   const lines = socketLines()
-  const per = Math.ceil(NETLINK_SAMPLES / PROC_SAMPLES)
+  const rounds = 10
   const phase = (key: string, target: string, requests: number): ClientPhase => ({
     key,
     target,
@@ -358,12 +346,18 @@ for (const size of SIZES) {
     phase('warm-up', 'proc', 2),
     phase('warm-up', 'ceiling', 50),
   ]
-  for (let i = 0; i < PROC_SAMPLES; i++)
-    phases.push(phase('netlink', 'daemon', per), phase('proc', 'proc', 1), phase('ceiling', 'ceiling', per))
+  // The /proc samples last: each reads and parses the whole table, and the garbage it leaves
+  // must not fall on the others' rounds.
+  for (let i = 0; i < rounds; i++) {
+    const pair = [phase('netlink', 'daemon', NETLINK_SAMPLES / rounds), phase('ceiling', 'ceiling', NETLINK_SAMPLES / rounds)]
+    phases.push(...(i % 2 ? pair.reverse() : pair))
+  }
+  phases.push(phase('proc', 'proc', PROC_SAMPLES))
   const r = await runClient(lookupTargets, phases)
+  others.release()
   if (size >= 10_000) lookupAt10k = r
   lookupRows.push([
-    String(2 * held.length),
+    String(others.sockets),
     String(lines),
     ms(r.netlink.p50),
     ms(r.netlink.p99),
@@ -376,8 +370,6 @@ for (const size of SIZES) {
   ])
 }
 printTable(lookupRows)
-for (const socket of [...held, ...accepted]) socket.destroy()
-holder.close()
 await procDaemon.close()
 
 // ------------------------------------------------------------------ 3. warm
