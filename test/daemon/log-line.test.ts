@@ -101,9 +101,14 @@ describe('log lines', () => {
     })
   }
 
-  it('writes a credential request’s audit line exactly as audit() writes the record, whatever the level', () => {
+  it('writes a credential request’s audit line exactly as audit() writes the record, whatever the level, request after request', () => {
+    const later = {...auditRecord(), time: '2026-11-23T10:00:02.000Z', latencyMs: 0.5}
     const records: AuditRecord[] = [
       auditRecord(),
+      later,
+      {...later, latencyMs: NaN},
+      {...later, cacheHit: false},
+      {...later, user: 'bob"\n'},
       {
         ...auditRecord(),
         uid: null,
@@ -117,6 +122,7 @@ describe('log lines', () => {
         expiration: null,
         cacheHit: null,
       },
+      auditRecord(),
     ]
     const {logger, lines} = loggerAt('CRITICAL')
     const reference = loggerAt('DEBUG')

@@ -89,11 +89,63 @@ function lineOf(
   return JSON.stringify(line)
 }
 
+/** The last credential request's audit line, but its time and latency (see credentialRequestLine). */
+interface AuditMemo {
+  record?: AuditRecord
+  /** Its fields from level to cacheHit, as JSON without the braces. */
+  middle?: string
+}
+
+/**
+ * A credential request's audit line: the line of `audit('credential request', record)`. A user's
+ * requests repeat every field but the time and the latency, request after request: that middle
+ * is rendered once and reused while each of its fields is the same value.
+ */
+function credentialRequestLine(r: AuditRecord, last: AuditMemo): string {
+  const p = last.record
+  if (
+    !(
+      p &&
+      p.uid === r.uid &&
+      p.user === r.user &&
+      p.httpMethod === r.httpMethod &&
+      p.path === r.path &&
+      p.outcome === r.outcome &&
+      p.detail === r.detail &&
+      p.method === r.method &&
+      p.roleArn === r.roleArn &&
+      p.accessKeyId === r.accessKeyId &&
+      p.expiration === r.expiration &&
+      p.cacheHit === r.cacheHit
+    )
+  ) {
+    last.middle = JSON.stringify({
+      level: 'INFO',
+      msg: 'credential request',
+      audit: true,
+      uid: r.uid,
+      user: r.user,
+      httpMethod: r.httpMethod,
+      path: r.path,
+      outcome: r.outcome,
+      detail: r.detail,
+      method: r.method,
+      roleArn: r.roleArn,
+      accessKeyId: r.accessKeyId,
+      expiration: r.expiration,
+      cacheHit: r.cacheHit,
+    } satisfies Omit<AuditLine, 'time' | 'latencyMs'>).slice(1, -1)
+    last.record = r
+  }
+  return `{"time":${JSON.stringify(r.time)},${last.middle},"latencyMs":${JSON.stringify(r.latencyMs)}}`
+}
+
 export function createLogger(options: {level: LogLevel; sinks: LogSink[]; now?: () => Date}): ReconfigurableLogger {
   let current = options.level
   let min = RANK[current]
   let sinks = options.sinks
   const now = options.now ?? (() => new Date())
+  const lastAudit: AuditMemo = {}
   const write = (level: LogLevel, msg: string, fields: LogFields, prefix?: LogFields) => {
     if (sinks.length === 0) return
     const line = lineOf(now, level, msg, fields, prefix)
@@ -118,24 +170,7 @@ export function createLogger(options: {level: LogLevel; sinks: LogSink[]; now?: 
     audit: (m, f) => write('INFO', m, f, AUDIT),
     credentialRequest: (r) => {
       if (sinks.length === 0) return
-      const line = JSON.stringify({
-        time: r.time,
-        level: 'INFO',
-        msg: 'credential request',
-        audit: true,
-        uid: r.uid,
-        user: r.user,
-        httpMethod: r.httpMethod,
-        path: r.path,
-        outcome: r.outcome,
-        detail: r.detail,
-        method: r.method,
-        roleArn: r.roleArn,
-        accessKeyId: r.accessKeyId,
-        expiration: r.expiration,
-        cacheHit: r.cacheHit,
-        latencyMs: r.latencyMs,
-      } satisfies AuditLine)
+      const line = credentialRequestLine(r, lastAudit)
       for (const sink of sinks) sink.write('INFO', line)
     },
   }
