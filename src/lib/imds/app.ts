@@ -533,17 +533,18 @@ export class ImdsApp {
 
   private send(res: ServerResponse, ctx: Context, answer: Answer): void {
     if (res.headersSent || res.destroyed) return
-    // A string goes out as it is: Node writes it with the headers, in one piece.
+    // One writeHead with the headers as a list (no header appears twice: answer.headers holds
+    // only Allow or the token PUT's TTL); a string body goes out as it is, with the headers.
     const {body} = answer
-    res.statusCode = answer.status
-    res.setHeader('Server', 'EC2ws') // as IMDS: some tools look for it to recognise IMDS
-    if (answer.contentType) res.setHeader('Content-Type', answer.contentType)
+    const headers = ['Server', 'EC2ws'] // as IMDS: some tools look for it to recognise IMDS
+    if (answer.contentType) headers.push('Content-Type', answer.contentType)
     // Also for HEAD, whose body Node leaves out. res.end writes a string as UTF-8.
-    res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length)
+    headers.push('Content-Length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length))
     if (ctx.tokenSecondsLeft !== undefined && answer.status === 200)
-      res.setHeader('X-aws-ec2-metadata-token-ttl-seconds', String(ctx.tokenSecondsLeft))
-    for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value)
-    if (answer.close) res.setHeader('Connection', 'close')
+      headers.push('X-aws-ec2-metadata-token-ttl-seconds', String(ctx.tokenSecondsLeft))
+    if (answer.headers) for (const [name, value] of Object.entries(answer.headers)) headers.push(name, value)
+    if (answer.close) headers.push('Connection', 'close')
+    res.writeHead(answer.status, headers)
     res.end(body)
   }
 }
