@@ -293,7 +293,7 @@ export const SCHEMA = {
       integerIn(1, 10_000_000, 'entries'),
       10000,
       'ec2userkeyd',
-      'Upper bound on each cache (credentials, IAM reads); the least recently used entries go first.',
+      'Upper bound on each cache (credentials, IAM reads, the users whose worked-out requests a warm request reuses); the least recently used entries go first.',
     ),
   },
   method_UserRole: {

@@ -32,7 +32,7 @@ export class CredentialBroker {
   /** Roles whose trust policy refuses sts:SetSourceIdentity (found at the first refusal). */
   private readonly sourceIdentityRefused = new Set<string>()
   private readonly sleep: (ms: number) => Promise<void>
-  /** Per user name, each method's last request while its IAM reads hold (see planFor). */
+  /** Per user name (the first planned goes first past cache_max_entries), each method's last request while its IAM reads hold (see planFor). */
   private readonly plans = new Map<string, {uid: number; byMethod: Map<MethodName, Plan>}>()
 
   constructor(
@@ -118,7 +118,9 @@ export class CredentialBroker {
   private keep(method: MethodName, user: LocalUser, plan: Plan): void {
     let forUser = this.plans.get(user.name)
     if (forUser?.uid !== user.uid) {
-      if (!forUser && this.plans.size >= MAX_PLANNED_USERS) this.plans.delete(this.plans.keys().next().value!)
+      // Bounded like the other caches; each plan holds its reads' values (also once the read
+      // cache dropped them, until the plan goes).
+      if (!forUser && this.plans.size >= this.deps.config.general.cache_max_entries) this.plans.delete(this.plans.keys().next().value!)
       this.plans.set(user.name, (forUser = {uid: user.uid, byMethod: new Map()}))
     }
     forUser.byMethod.set(method, plan)
@@ -156,5 +158,3 @@ interface Plan {
 
 /** How long a plan is reused at most (see planFor). */
 const PLAN_MS = 1000
-/** Users whose plans are kept (the first planned goes first). */
-const MAX_PLANNED_USERS = 4096
