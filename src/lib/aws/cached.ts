@@ -13,11 +13,8 @@ export interface CachedIamSourceOptions {
   now?: () => number
 }
 
-/**
- * `written`: recorded from roles sync's own writes (recordRole), not read. `gone`: no longer in
- * the cache (replaced, deleted or evicted): a ReadLog that saw it no longer holds.
- */
-type Slot = ({value: unknown; until: number; retryAfter?: number; written?: boolean} | {error: unknown; until: number}) & {gone?: boolean}
+/** `gone`: no longer in the cache (replaced, deleted or evicted): a ReadLog that saw it no longer holds. */
+type Slot = ({value: unknown; until: number; retryAfter?: number} | {error: unknown; until: number}) & {gone?: boolean}
 type ValueSlot = Extract<Slot, {value: unknown}>
 
 /**
@@ -136,27 +133,14 @@ export class CachedIamSource implements IamSource {
   }
 
   /**
-   * Forget what was read of a role (after roles sync changed it), and any read of it under way.
-   * What roles sync recorded of its own writes since (recordRole) stays: that is the role as
-   * changed.
-   */
-  invalidateRole(roleName: string): void {
-    for (const key of roleKeys(roleName)) {
-      const slot = this.store.peek(key)
-      if (!(slot && 'value' in slot && slot.written)) this.store.delete(key)
-      this.inflight.delete(key)
-    }
-  }
-
-  /**
    * Roles sync changed a role and knows what IAM holds now (`policies`, as a read would give
    * them): the next reads answer with it for a TTL instead of reading IAM again, which, just
    * after a write, may not even show it yet.
    */
   recordRole(roleName: string, policies: RolePolicies): void {
     const until = this.now() + this.options.ttlMs
-    this.store.set(`role:${roleName}`, {value: policies.role, until, written: true})
-    this.store.set(`role-policies:${roleName}`, {value: policies, until, written: true})
+    this.store.set(`role:${roleName}`, {value: policies.role, until})
+    this.store.set(`role-policies:${roleName}`, {value: policies, until})
     for (const key of roleKeys(roleName)) this.inflight.delete(key)
   }
 
