@@ -174,6 +174,12 @@ describe('cached IAM reads', () => {
       assert.deepEqual(inner.reads, ['user:bob', 'role-policies:user-bob'], 'the view read nothing of its own')
     })
 
+    it('does not hold when nothing was read through it, and refuses a field set on the view', async () => {
+      const {source, log} = new CachedIamSource(countingSource().source, options).recording()
+      assert.equal(log.holds(), false, 'no reads vouch for nothing')
+      assert.throws(() => Object.assign(source, {scratch: 1}), TypeError)
+    })
+
     it('no longer holds once a slot it read is past its TTL', async () => {
       const {log} = await warm()
       now += 300_000

@@ -40,9 +40,9 @@ export class ReadLog {
     }
   }
 
-  /** The same reads, made now, would be answered from the same slots. */
+  /** The same reads, made now, would be answered from the same slots (and there were some: no reads vouch for nothing). */
   holds(): boolean {
-    if (!this.fresh || this.now() >= this.until) return false
+    if (!this.fresh || this.slots.length === 0 || this.now() >= this.until) return false
     for (const slot of this.slots) if (slot.gone) return false
     return true
   }
@@ -72,12 +72,13 @@ export class CachedIamSource implements IamSource {
 
   /**
    * This cache as seen by one piece of work: the same store, fetches and writes (the view is an
-   * object whose prototype is this source, and no method assigns a field), with every read noted
-   * in `log`.
+   * object whose prototype is this source; it is frozen, so that a method that ever assigns a
+   * field of its own fails loudly rather than keeping it on the view), with every read noted in
+   * `log`.
    */
   recording(): {source: CachedIamSource; log: ReadLog} {
     const log = new ReadLog(this.now)
-    const source = Object.create(this, {log: {value: log}}) as CachedIamSource
+    const source = Object.freeze(Object.create(this, {log: {value: log}})) as CachedIamSource
     return {source, log}
   }
 

@@ -89,6 +89,11 @@ function lineOf(
   return JSON.stringify(line)
 }
 
+/** The audit record's fields between time and latencyMs: all of them (the check below fails to compile otherwise). */
+const MIDDLE_FIELDS = ['uid', 'user', 'httpMethod', 'path', 'outcome', 'detail', 'method', 'roleArn', 'accessKeyId', 'expiration', 'cacheHit'] as const
+const everyMiddleField: Exclude<keyof AuditRecord, (typeof MIDDLE_FIELDS)[number] | 'time' | 'latencyMs'> extends never ? true : never = true
+void everyMiddleField
+
 /** The last credential request's audit line, but its time and latency (see credentialRequestLine). */
 interface AuditMemo {
   record?: AuditRecord
@@ -103,22 +108,7 @@ interface AuditMemo {
  */
 function credentialRequestLine(r: AuditRecord, last: AuditMemo): string {
   const p = last.record
-  if (
-    !(
-      p &&
-      p.uid === r.uid &&
-      p.user === r.user &&
-      p.httpMethod === r.httpMethod &&
-      p.path === r.path &&
-      p.outcome === r.outcome &&
-      p.detail === r.detail &&
-      p.method === r.method &&
-      p.roleArn === r.roleArn &&
-      p.accessKeyId === r.accessKeyId &&
-      p.expiration === r.expiration &&
-      p.cacheHit === r.cacheHit
-    )
-  ) {
+  if (!p || MIDDLE_FIELDS.some((field) => p[field] !== r[field])) {
     last.middle = JSON.stringify({
       level: 'INFO',
       msg: 'credential request',

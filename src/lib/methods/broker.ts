@@ -93,7 +93,7 @@ export class CredentialBroker {
     if (forUser?.uid !== user.uid) return undefined
     const plan = forUser.byMethod.get(method)
     if (!plan) return undefined
-    if (Date.now() - plan.madeAt < PLAN_MS && plan.reads?.holds()) return plan
+    if (performance.now() - plan.madeAt < PLAN_MS && plan.reads?.holds()) return plan
     forUser.byMethod.delete(method)
     return undefined
   }
@@ -109,7 +109,7 @@ export class CredentialBroker {
       key: requestKey(method, prepared.request),
       issue: () => this.assume(sts, prepared),
       reads: recording?.log ?? null,
-      madeAt: Date.now(),
+      madeAt: performance.now(),
     }
     if (plan.reads?.holds()) this.keep(method, user, plan)
     return plan
@@ -153,6 +153,7 @@ interface Plan {
   issue: () => Promise<Credentials>
   /** null when the reads were not recorded (a source without the read cache). */
   reads: ReadLog | null
+  /** performance.now() (monotonic) when it was worked out. */
   madeAt: number
 }
 
