@@ -642,6 +642,15 @@ describe('the IMDS application', () => {
       assert.ok(h.warnings.includes('counting a credential request failed: the metrics broke'), h.warnings.join('\n'))
     })
 
+    it('answers 500, never the credentials, when the audit line cannot be written', async () => {
+      h.failAudit(true)
+      const reply = await get(CREDS)
+      assert.deepEqual([reply.status, reply.body], [500, errorPage(500)])
+      assert.ok(!reply.body.includes('ASIAUSER1001KEY'))
+      assert.ok(h.warnings.some((w) => w.includes('the audit log cannot be written')), h.warnings.join('\n'))
+      assert.deepEqual(h.counted, [], 'nothing counted that was not audited')
+    })
+
     it('keeps every secret out of the audit records', async () => {
       const mine = await token()
       await get(CREDS, {'X-aws-ec2-metadata-token': mine})

@@ -241,6 +241,8 @@ export interface Harness {
   counted: AuditRecord[]
   /** Makes the `audited` hook throw. */
   failCounting(fail: boolean): void
+  /** Makes writing an audit record throw (a log that cannot be written). */
+  failAudit(fail: boolean): void
   logs: RequestRecord[]
   warnings: string[]
   tokens: TokenStore
@@ -270,6 +272,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const audits: AuditRecord[] = []
   const counted: AuditRecord[] = []
   let countingFails = false
+  let auditFails = false
   const logs: RequestRecord[] = []
   const warnings: string[] = []
   const tokens = new TokenStore({now})
@@ -280,7 +283,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     upstream,
     tokens,
     config: {general: {require_imdsv2: false, deny_user_data: false, deny_instance_identity: false, ...options.config}},
-    audit: (r) => audits.push(r),
+    audit: (r) => {
+      if (auditFails) throw new Error('the audit log cannot be written')
+      audits.push(r)
+    },
     audited: (r) => {
       if (countingFails) throw new Error('the metrics broke')
       counted.push(r)
@@ -310,6 +316,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     audits,
     counted,
     failCounting: (fail) => (countingFails = fail),
+    failAudit: (fail) => (auditFails = fail),
     logs,
     warnings,
     tokens,

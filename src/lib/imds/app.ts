@@ -148,8 +148,8 @@ interface Context {
   match?: string[]
   /** Seconds left on the request's IMDSv2 token (IMDS echoes them). */
   tokenSecondsLeft?: number
-  /** The audit record written for this request. */
-  audited?: AuditRecord
+  /** The audit record written for this request (null: writing it failed). */
+  audited?: AuditRecord | null
 }
 
 type Step = (ctx: Context) => Promise<Answer | undefined> | Answer | undefined
@@ -270,7 +270,7 @@ export class ImdsApp {
     }
     this.send(res, ctx, answer)
     // A credential request a step refused (outcome denied), or that failed before its handler (error).
-    if (!ctx.audited && answer.why !== undefined && asksForCredentials(ctx))
+    if (ctx.audited === undefined && answer.why !== undefined && asksForCredentials(ctx))
       this.audit(ctx, answer.status === 500 ? 'error' : 'denied', `HTTP ${answer.status}: ${answer.why}`)
     if (ctx.audited && this.deps.audited)
       try {
@@ -527,8 +527,9 @@ export class ImdsApp {
       cacheHit: issued?.cacheHit ?? null,
       latencyMs: now - ctx.started,
     }
-    ctx.audited = record
+    ctx.audited = null // one attempt per request: a failed one answers 500 and is not counted
     this.deps.audit(record)
+    ctx.audited = record
   }
 
   private send(res: ServerResponse, ctx: Context, answer: Answer): void {
