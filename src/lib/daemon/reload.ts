@@ -11,6 +11,22 @@ import {Config, SCHEMA, SectionName} from '../config/schema.js'
 export type OptionPath = `${SectionName}.${string}`
 
 /**
+ * The options the IMDS application does not read: logging, the listeners and the interception.
+ * A reload that changes only these keeps the application too, and with it what it remembers:
+ * when each set of credentials was first handed out (their LastUpdated, and the audit's
+ * cacheHit). Any other change builds it anew.
+ */
+export const OPTIONS_OUTSIDE_APPLICATION: readonly OptionPath[] = [
+  'general.log_level',
+  'general.log_console',
+  'general.log_syslog',
+  'general.daemon_port',
+  'general.admin_listen',
+  'general.iptables',
+  'general.keep_rules_on_exit',
+]
+
+/**
  * The options that decide neither which credentials a user gets nor how credentials are cached:
  * a reload that changes only these keeps the credential engine whole (its credential cache and
  * its IAM read cache). Any other option, including any option added later, counts as deciding
@@ -28,13 +44,7 @@ export type OptionPath = `${SectionName}.${string}`
  * reads through), and every [method_*] option.
  */
 export const OPTIONS_OUTSIDE_CREDENTIALS: readonly OptionPath[] = [
-  'general.log_level',
-  'general.log_console',
-  'general.log_syslog',
-  'general.daemon_port',
-  'general.admin_listen',
-  'general.iptables',
-  'general.keep_rules_on_exit',
+  ...OPTIONS_OUTSIDE_APPLICATION,
   'general.require_imdsv2',
   'general.deny_user_data',
   'general.deny_instance_identity',
@@ -56,21 +66,6 @@ export const IAM_READ_CACHE_OPTIONS: readonly OptionPath[] = [
   'method_RestrictedInstanceRole.compress_user_policy',
 ]
 
-/**
- * The options the IMDS application does not read: logging, the listeners and the interception.
- * A reload that changes only these keeps the application too, and with it what it remembers:
- * when each set of credentials was first handed out (their LastUpdated, and the audit's
- * cacheHit). Any other change builds it anew.
- */
-export const OPTIONS_OUTSIDE_APPLICATION: readonly OptionPath[] = [
-  'general.log_level',
-  'general.log_console',
-  'general.log_syslog',
-  'general.daemon_port',
-  'general.admin_listen',
-  'general.iptables',
-  'general.keep_rules_on_exit',
-]
 
 /** The options that take effect only when the daemon starts: a reload keeps the running values and warns. */
 export const RESTART_ONLY_OPTIONS: readonly OptionPath[] = [
