@@ -76,16 +76,7 @@ export function asUser(uid: number, port: number): Promise<UserReply> {
       const credentials = await call('GET', '/latest/meta-data/iam/security-credentials/' + list.body.trim(), h)
       process.stdout.write(JSON.stringify({token: {status: token.status, value: token.body}, list: list.body, credentials}))
     })().catch((e) => { process.stderr.write(String(e)); process.exit(1) })`
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], {uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe']})
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (c) => (out += c))
-    child.stderr.on('data', (c) => (err += c))
-    child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child as uid ${uid} failed: ${err}`)),
-    )
-  })
+  return runAs<UserReply>(uid, script)
 }
 
 /** One plain request (IMDSv1 when no token is given), made as `uid` from a child process. */
@@ -99,6 +90,11 @@ export function requestAs(
     const req = require('node:http').request({host: '127.0.0.1', port: ${port}, path: ${JSON.stringify(path)}, headers: ${JSON.stringify(headers)}}, (res) => {
       let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => process.stdout.write(JSON.stringify({status: res.statusCode, body})))
     }); req.on('error', (e) => { process.stderr.write(String(e)); process.exit(1) }); req.end()`
+  return runAs(uid, script)
+}
+
+/** Runs a CommonJS `script` as `uid` (its group too) and parses the JSON it writes to standard output. */
+function runAs<T>(uid: number, script: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], {uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
