@@ -8,6 +8,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {repoRoot, runCli} from '../support/cli.js'
+import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -138,44 +139,17 @@ describe('ec2userkeyd serve and its iptables rules', () => {
 
   it('installs the rules once listening, removes them on SIGTERM, keeps them if told, replaces them after kill -9', async function () {
     this.timeout(120_000)
-    const tools = ['unshare', 'ip', 'iptables'].every(
-      (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0,
-    )
-    if (!isRoot || !tools) {
-      console.log('      (skipped: needs root, unshare, ip and iptables)')
-      return this.skip()
-    }
-    const iptables = spawnSync('sh', ['-c', 'command -v iptables'], {encoding: 'utf8'}).stdout.trim()
+    const missing = netnsMissing(['unshare', 'ip', 'iptables'])
+    if (missing) return skipBecause(this, missing)
+    const iptables = commandPath('iptables')
     const conf = (keep: boolean) =>
       config(
         keep ? 'keep.conf' : 'remove.conf',
         `[general]\nlog_console = True\nlog_syslog = False\nlog_level = INFO\niptables = ${iptables}\nkeep_rules_on_exit = ${keep ? 'True' : 'False'}\n`,
       )
     // Given a private network namespace with a stand-in IMDS (see SERVE_SCRIPT)
-    const result = spawnSync(
-      'unshare',
-      [
-        '--net',
-        '--',
-        process.execPath,
-        '--input-type=module',
-        '-e',
-        SERVE_SCRIPT,
-        conf(false),
-        conf(true),
-        iptables,
-      ],
-      {
-        cwd: repoRoot,
-        env: CLEAN_ENV,
-        encoding: 'utf8',
-        timeout: 110_000,
-      },
-    )
-    if (result.status !== 0 && /unshare: /.test(result.stderr)) {
-      console.log(`      (skipped: ${result.stderr.trim().split('\n')[0]})`)
-      return this.skip()
-    }
+    const result = runInNewNetns(SERVE_SCRIPT, [conf(false), conf(true), iptables], {env: CLEAN_ENV, timeoutMs: 110_000})
+    if ('skipped' in result) return skipBecause(this, result.skipped)
     assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
     const r = JSON.parse(result.stdout) as ServeTrial
     const jumps = (listing: string) =>

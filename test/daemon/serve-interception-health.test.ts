@@ -2,13 +2,11 @@
 // installs its iptables rules and /healthz says so; once something deletes a jump to its chain,
 // /healthz fails on interception, saying what is missing.
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
 import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {repoRoot} from '../support/cli.js'
-import {isRoot} from './serve-support.js'
+import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const CLEAN_ENV = {
   PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -32,16 +30,11 @@ interface Trial {
 describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
   it('reports the interception in place, and failing once a jump to its chain is gone', function () {
     this.timeout(90_000)
-    const tools = ['unshare', 'ip', 'iptables'].every(
-      (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0,
-    )
-    if (!isRoot || !tools) {
-      console.log('      (skipped: needs root, unshare, ip and iptables)')
-      return this.skip()
-    }
+    const missing = netnsMissing(['unshare', 'ip', 'iptables'])
+    if (missing) return skipBecause(this, missing)
     const dir = mkdtempSync(join(tmpdir(), 'ec2userkeyd-health-'))
     try {
-      const iptables = spawnSync('sh', ['-c', 'command -v iptables'], {encoding: 'utf8'}).stdout.trim()
+      const iptables = commandPath('iptables')
       const config = join(dir, 'serve.conf')
       writeFileSync(
         config,
@@ -49,20 +42,8 @@ describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
       )
       chmodSync(config, 0o644)
       // Given a private network namespace with a stand-in IMDS (see SCRIPT)
-      const result = spawnSync(
-        'unshare',
-        ['--net', '--', process.execPath, '--input-type=module', '-e', SCRIPT, config, iptables],
-        {
-          cwd: repoRoot,
-          env: CLEAN_ENV,
-          encoding: 'utf8',
-          timeout: 80_000,
-        },
-      )
-      if (result.status !== 0 && /unshare: /.test(result.stderr)) {
-        console.log(`      (skipped: ${result.stderr.trim().split('\n')[0]})`)
-        return this.skip()
-      }
+      const result = runInNewNetns(SCRIPT, [config, iptables], {env: CLEAN_ENV, timeoutMs: 80_000})
+      if ('skipped' in result) return skipBecause(this, result.skipped)
       assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
       const r = JSON.parse(result.stdout) as Trial
       // Installed: every check ok, the interception's among them

@@ -12,6 +12,7 @@ import {closeSync, openSync, readFileSync, rmSync, writeSync} from 'node:fs'
 import {createInterface} from 'node:readline'
 
 import {repoRoot} from '../support/cli.js'
+import {commandPath} from '../support/netns.js'
 import type {Answer, Command, CurlResult, DriverSetup, Ready, SdkResult, SdkRun, TestUser} from './driver.js'
 
 const ACCOUNT = '123456789012'
@@ -70,9 +71,6 @@ interface AssumeRole {
   accessKeyId?: string
 }
 
-const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
-const which = (tool: string) =>
-  spawnSync('sh', ['-c', `command -v ${tool}`], {encoding: 'utf8'}).stdout.trim()
 const getent = (db: string, key: string | number): string[] | null => {
   const r = spawnSync('getent', [db, String(key)], {encoding: 'utf8'})
   return r.status === 0 ? r.stdout.trim().split(':') : null
@@ -290,7 +288,7 @@ describe('end to end: users, the real SDK, serve and its iptables rules (network
     }
     if (process.getuid?.() !== 0)
       return skip('needs root: it adds local users and runs serve with real iptables rules')
-    const missing = tools.filter((t) => !has(t))
+    const missing = tools.filter((t) => !commandPath(t))
     if (missing.length) return skip(`needs ${missing.join(', ')} (CI installs them in .ci/run)`)
     const held = lock.take()
     if (held) return skip(held)
@@ -300,7 +298,7 @@ describe('end to end: users, the real SDK, serve and its iptables rules (network
       return skip(clash)
     }
     users.create()
-    driver = Driver.start({users: users.made, iptables: which('iptables')})
+    driver = Driver.start({users: users.made, iptables: commandPath('iptables')})
     try {
       ready = await driver.ready()
     } catch (error) {

@@ -2,11 +2,9 @@
 // iptables (idempotency, no gap while stale rules are replaced), and the real thing in network
 // namespaces of their own, with the nf_tables and the legacy iptables.
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {UserError} from '../../src/lib/errors.js'
 import {
@@ -27,9 +25,9 @@ import {
   removeInterception,
   sameRule,
 } from '../../src/lib/host/iptables.js'
+import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const IPTABLES_MODULE = new URL('../../src/lib/host/iptables.ts', import.meta.url)
-const REPO = fileURLToPath(new URL('../..', import.meta.url))
 const V4 = ['-p', 'tcp', '-d', '169.254.169.254', '--dport', '80']
 const V6 = ['-p', 'tcp', '-d', 'fd00:ec2::254', '--dport', '80']
 
@@ -545,8 +543,6 @@ describe('host/iptables', () => {
   })
 
   describe('in a network namespace of its own (root, unshare, iptables)', () => {
-    const isRoot = process.getuid?.() === 0
-    const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
     const variants = [
       {name: 'iptables', label: 'the default iptables (nf_tables on Debian)'},
       {name: 'iptables-legacy', label: 'iptables-legacy'},
@@ -555,32 +551,12 @@ describe('host/iptables', () => {
     for (const variant of variants)
       it(`redirects nobody to the daemon and lets root through, installed twice, replaced after a crash, then removed: ${variant.label}`, async function () {
         this.timeout(90_000)
-        const binary = spawnSync('sh', ['-c', `command -v ${variant.name}`], {encoding: 'utf8'}).stdout.trim()
-        if (!isRoot || !has('unshare') || !has('ip') || !binary) {
-          console.log(`      (skipped: needs root, unshare, ip and ${variant.name})`)
-          return this.skip()
-        }
+        const missing = netnsMissing(['unshare', 'ip', variant.name])
+        if (missing) return skipBecause(this, missing)
+        const binary = commandPath(variant.name)
         // Given a private network namespace with stand-ins for IMDS and the daemon (see NETNS_SCRIPT)
-        const result = spawnSync(
-          'unshare',
-          [
-            '--net',
-            '--',
-            process.execPath,
-            '--import',
-            'tsx',
-            '--input-type=module',
-            '-e',
-            NETNS_SCRIPT,
-            IPTABLES_MODULE.href,
-            binary,
-          ],
-          {cwd: REPO, encoding: 'utf8', timeout: 80_000},
-        )
-        if (result.status !== 0 && /unshare: /.test(result.stderr)) {
-          console.log(`      (skipped: ${result.stderr.trim().split('\n')[0]})`)
-          return this.skip()
-        }
+        const result = runInNewNetns(NETNS_SCRIPT, [IPTABLES_MODULE.href, binary], {tsx: true, timeoutMs: 80_000})
+        if ('skipped' in result) return skipBecause(this, result.skipped)
         assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
         const r = JSON.parse(result.stdout) as NetnsResult
         const ours = (listing: string) => listing.split('\n').filter((l) => l.includes(CHAIN))

@@ -4,13 +4,11 @@
 // on 127.0.0.1, and clients as root and as nobody, through the rule and directly, and a client
 // whose source port NAT had to change. The ctnetlink messages are checked byte by byte below.
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
 import {pathToFileURL} from 'node:url'
 
 import {decodeConntrackReply, encodeConntrackRequest} from '../../src/lib/host/sockets.js'
 import {repoRoot} from '../support/cli.js'
-
-const isRoot = process.getuid?.() === 0
+import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const SCRIPT = `
 import {execFileSync, spawn} from 'node:child_process'
@@ -72,35 +70,12 @@ process.exit(0)
 describe('socket owners behind DNAT (SO_ORIGINAL_DST)', () => {
   it('finds each client by its one original tuple, also when NAT changed its source port', async function () {
     this.timeout(60_000)
-    const tools = ['unshare', 'ip', 'iptables'].every(
-      (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0,
-    )
-    if (!isRoot || !tools) {
-      console.log('      (skipped: needs root, unshare, ip and iptables)')
-      return this.skip()
-    }
-    const iptables = spawnSync('sh', ['-c', 'command -v iptables'], {encoding: 'utf8'}).stdout.trim()
+    const missing = netnsMissing(['unshare', 'ip', 'iptables'])
+    if (missing) return skipBecause(this, missing)
+    const iptables = commandPath('iptables')
     const module = pathToFileURL(`${repoRoot}/src/lib/host/sockets.ts`).href
-    const result = spawnSync(
-      'unshare',
-      [
-        '--net',
-        '--',
-        process.execPath,
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        SCRIPT,
-        module,
-        iptables,
-      ],
-      {cwd: repoRoot, encoding: 'utf8', timeout: 50_000},
-    )
-    if (result.status !== 0 && /unshare: /.test(result.stderr)) {
-      console.log(`      (skipped: ${result.stderr.trim().split('\n')[0]})`)
-      return this.skip()
-    }
+    const result = runInNewNetns(SCRIPT, [module, iptables], {tsx: true, timeoutMs: 50_000})
+    if ('skipped' in result) return skipBecause(this, result.skipped)
     assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
     const r = JSON.parse(result.stdout) as Record<string, {dst: unknown; owner: number | null}> & {
       port: number

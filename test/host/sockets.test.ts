@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import {spawn, spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {EventEmitter, once} from 'node:events'
 import {mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {UserError} from '../../src/lib/errors.js'
 import {
@@ -18,9 +17,9 @@ import {
   parseProcNetTcpLine,
 } from '../../src/lib/host/sockets.js'
 import {LocalUser, UserDatabase} from '../../src/lib/host/users.js'
+import {netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const SOCKETS_MODULE = new URL('../../src/lib/host/sockets.ts', import.meta.url)
-const REPO = fileURLToPath(new URL('../..', import.meta.url))
 
 /** A loopback listener that keeps the sockets it accepts, by client port. */
 class Listener {
@@ -327,33 +326,11 @@ describe('host/sockets', () => {
 
     it('finds the client behind a real iptables DNAT, in a network namespace of its own', async function () {
       this.timeout(60_000)
-      const tools = ['unshare', 'iptables'].every(
-        (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0,
-      )
-      if (!isRoot() || !tools) {
-        console.log('      (skipped: needs root, unshare and iptables)')
-        return this.skip()
-      }
+      const missing = netnsMissing(['unshare', 'iptables'])
+      if (missing) return skipBecause(this, missing)
       // Given a private network namespace where 169.254.169.254:80 is DNAT'd to 127.0.0.1:808
-      const result = spawnSync(
-        'unshare',
-        [
-          '--net',
-          '--',
-          process.execPath,
-          '--import',
-          'tsx',
-          '--input-type=module',
-          '-e',
-          DNAT_SCRIPT,
-          SOCKETS_MODULE.href,
-        ],
-        {cwd: REPO, encoding: 'utf8', timeout: 50_000},
-      )
-      if (result.status !== 0 && /unshare: /.test(result.stderr)) {
-        console.log(`      (skipped: ${result.stderr.trim().split('\n')[0]})`)
-        return this.skip()
-      }
+      const result = runInNewNetns(DNAT_SCRIPT, [SOCKETS_MODULE.href], {tsx: true, timeoutMs: 50_000})
+      if ('skipped' in result) return skipBecause(this, result.skipped)
       assert.equal(result.status, 0, result.stderr)
       const trials = JSON.parse(result.stdout) as Record<string, DnatTrial | {skipped: string}>
       for (const [family, trial] of Object.entries(trials)) {
