@@ -7,20 +7,12 @@ import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {repoRoot, runCli} from '../support/cli.js'
+import {CLEAN_ENV, repoRoot, runCli} from '../support/cli.js'
 import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
-const CLEAN_ENV = {
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: '/nonexistent-home-for-tests',
-  NO_COLOR: '1',
-  AWS_REGION: 'us-east-1',
-  AWS_CONFIG_FILE: '/nonexistent/aws-config',
-  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
-  AWS_EC2_METADATA_DISABLED: 'true',
-}
+const SERVE_ENV = {...CLEAN_ENV, AWS_REGION: 'us-east-1'}
 
 describe('ec2userkeyd serve and its iptables rules', () => {
   let dir: string
@@ -113,7 +105,7 @@ describe('ec2userkeyd serve and its iptables rules', () => {
       new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => {
         const child = spawn(process.execPath, ['bin/run.js', ...args], {
           cwd: repoRoot,
-          env: CLEAN_ENV,
+          env: SERVE_ENV,
           ...asUser,
         })
         let stdout = ''
@@ -148,7 +140,7 @@ describe('ec2userkeyd serve and its iptables rules', () => {
         `[general]\nlog_console = True\nlog_syslog = False\nlog_level = INFO\niptables = ${iptables}\nkeep_rules_on_exit = ${keep ? 'True' : 'False'}\n`,
       )
     // Given a private network namespace with a stand-in IMDS (see SERVE_SCRIPT)
-    const result = runInNewNetns(SERVE_SCRIPT, [conf(false), conf(true), iptables], {env: CLEAN_ENV, timeoutMs: 110_000})
+    const result = runInNewNetns(SERVE_SCRIPT, [conf(false), conf(true), iptables], {env: SERVE_ENV, timeoutMs: 110_000})
     if ('skipped' in result) return skipBecause(this, result.skipped)
     assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
     const r = JSON.parse(result.stdout) as ServeTrial

@@ -6,17 +6,10 @@ import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {CLEAN_ENV} from '../support/cli.js'
 import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/netns.js'
 
-const CLEAN_ENV = {
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: '/nonexistent-home-for-tests',
-  NO_COLOR: '1',
-  AWS_REGION: 'us-east-1',
-  AWS_CONFIG_FILE: '/nonexistent/aws-config',
-  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
-  AWS_EC2_METADATA_DISABLED: 'true',
-}
+const SERVE_ENV = {...CLEAN_ENV, AWS_REGION: 'us-east-1'}
 
 interface Check {
   ok: boolean
@@ -42,7 +35,7 @@ describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
       )
       chmodSync(config, 0o644)
       // Given a private network namespace with a stand-in IMDS (see SCRIPT)
-      const result = runInNewNetns(SCRIPT, [config, iptables], {env: CLEAN_ENV, timeoutMs: 80_000})
+      const result = runInNewNetns(SCRIPT, [config, iptables], {env: SERVE_ENV, timeoutMs: 80_000})
       if ('skipped' in result) return skipBecause(this, result.skipped)
       assert.equal(result.status, 0, `${result.stderr}\n${result.stdout}`)
       const r = JSON.parse(result.stdout) as Trial

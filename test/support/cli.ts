@@ -12,16 +12,18 @@ export interface CliResult {
   stderr: string
 }
 
+/** An environment with nothing of the machine's AWS setup in it (no profile, credentials, IMDS). */
+export const CLEAN_ENV: Readonly<Record<string, string>> = {
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: '/nonexistent-home-for-tests',
+  NO_COLOR: '1',
+  AWS_CONFIG_FILE: '/nonexistent/aws-config',
+  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
+  AWS_EC2_METADATA_DISABLED: 'true',
+}
+
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const clean: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: '/nonexistent-home-for-tests',
-    NO_COLOR: '1',
-    AWS_CONFIG_FILE: '/nonexistent/aws-config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    ...env,
-  }
+  const clean: Record<string, string> = {...CLEAN_ENV, ...env}
   return new Promise((resolve) => {
     execFile(process.execPath, [bin, ...args], {cwd: repoRoot, env: clean, timeout: 60_000}, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0
