@@ -8,11 +8,14 @@ export {
   validatePolicy,
   type PrincipalPolicies,
 } from './evaluate.js'
+export {resourcePolicyDecision, sessionMay, userMay, type PrincipalRef, type SessionWorld, type Target, type UserWorld} from './account.js'
 export {generateRequests, ipProbes, nearMisses, type GenerateOptions} from './requests.js'
 export {
   isPrincipalKey,
   probePair,
+  roleSessionContext,
   sessionPrincipalContext,
+  userCredentialContexts,
   userPrincipalContext,
   type IamUserIdentity,
   type RoleSessionIdentity,

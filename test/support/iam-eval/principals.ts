@@ -95,6 +95,34 @@ export function sessionPrincipalContext(session: RoleSessionIdentity): ContextMa
   }
 }
 
+/**
+ * The IAM user signing every way it can, each a context of its own: long-term access keys (no
+ * MFA or token keys at all: "not present in requests made with long-term credentials"), a
+ * session token from GetSessionToken without MFA, and MFA sessions a minute and a day old.
+ */
+export function userCredentialContexts(user: IamUserIdentity): Array<{label: string; context: ContextMap}> {
+  const base = userPrincipalContext(user)
+  return [
+    {label: 'long-term keys', context: base},
+    {label: 'a session token', context: {...base, 'aws:MultiFactorAuthPresent': 'false', 'aws:TokenIssueTime': '2026-12-02T09:00:00Z'}},
+    {label: 'MFA a minute ago', context: {...base, 'aws:MultiFactorAuthPresent': 'true', 'aws:MultiFactorAuthAge': '60', 'aws:TokenIssueTime': '2026-12-02T09:59:00Z'}},
+    {label: 'MFA a day ago', context: {...base, 'aws:MultiFactorAuthPresent': 'true', 'aws:MultiFactorAuthAge': '86400', 'aws:TokenIssueTime': '2026-12-01T10:00:00Z'}},
+  ]
+}
+
+/**
+ * The session RestrictedInstanceRole creates, with everything its temporary credentials carry:
+ * a token issue time, no MFA (aws:MultiFactorAuthPresent false) and, when the daemon sets it,
+ * its SourceIdentity.
+ */
+export function roleSessionContext(session: RoleSessionIdentity & {sourceIdentity?: string}): ContextMap {
+  return {
+    ...sessionPrincipalContext({...session, tokenIssueTime: session.tokenIssueTime ?? '2026-12-02T10:00:00Z'}),
+    'aws:MultiFactorAuthPresent': 'false',
+    ...(session.sourceIdentity ? {'aws:SourceIdentity': session.sourceIdentity} : {}),
+  }
+}
+
 function withPrincipal(probe: RequestContext, principal: ContextMap): RequestContext {
   // Principal keys are the principal's, whatever the probe carried under the same name.
   const context: ContextMap = {}
