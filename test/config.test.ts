@@ -201,7 +201,7 @@ const ALL_DEFAULTS: Config = {
   method_UserRole: {role_name_pattern: 'user-{username}'},
   method_CreateUserRole: {iam_name_pattern: '{username}', role_name_pattern: 'user-{username}', instance_role_linked: true, max_attached_policies: 10},
   method_RestrictedInstanceRole: {iam_name_pattern: '{username}', compress_user_policy: false},
-  method_InstanceRole: {fail_safe: false, deny_assumerole: true, deny_secretsmanager: true},
+  method_InstanceRole: {fail_safe: false, deny_assumerole: true, deny_secretsmanager: true, deny_iam_writes: true, deny_actions: []},
   method_UserKeysSecretsManager: {},
 }
 
@@ -271,7 +271,7 @@ describe('config', () => {
         method_UserRole: {role_name_pattern: 'role-{username}'},
         method_CreateUserRole: {iam_name_pattern: 'iam-{username}', role_name_pattern: 'created-iam-{username}', instance_role_linked: false, max_attached_policies: 10},
         method_RestrictedInstanceRole: {iam_name_pattern: '{username}', compress_user_policy: true},
-        method_InstanceRole: {fail_safe: true, deny_assumerole: false, deny_secretsmanager: false},
+        method_InstanceRole: {fail_safe: true, deny_assumerole: false, deny_secretsmanager: false, deny_iam_writes: true, deny_actions: []},
         method_UserKeysSecretsManager: {},
       })
     })

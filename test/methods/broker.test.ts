@@ -11,6 +11,7 @@ import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
 import {parseConfig} from '../../src/lib/config/load.js'
 import {CredentialBroker, IssueOutcome} from '../../src/lib/methods/broker.js'
 import {CredentialCache} from '../../src/lib/methods/cache.js'
+import {IAM_WRITES} from '../../src/lib/methods/session.js'
 import {roleSyncer} from '../../src/lib/methods/engine.js'
 import type {MethodDeps} from '../../src/lib/methods/methods.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
@@ -98,14 +99,14 @@ describe('the credential chain (through the AWS test double)', () => {
     assert.deepEqual(assumed(INSTANCE_ROLE), [], 'no AssumeRole on the instance role')
   })
 
-  it('gives a local user without an IAM user the instance role less sts:AssumeRole and Secrets Manager', async () => {
+  it('gives a local user without an IAM user the instance role less role chaining, IAM writes and Secrets Manager', async () => {
     const outcome = await broker().credentialsFor(users.frank)
     assert.equal(issuedBy(outcome), 'InstanceRole')
     const [call] = assumed(INSTANCE_ROLE)
     const policy = JSON.parse(call.policy!)
     assert.deepEqual(policy.Statement, [
       {Effect: 'Allow', Action: '*', Resource: '*'},
-      {Effect: 'Deny', Action: ['sts:AssumeRole', 'secretsmanager:*'], Resource: '*'},
+      {Effect: 'Deny', Action: ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', ...IAM_WRITES, 'secretsmanager:*'], Resource: '*'},
     ])
   })
 

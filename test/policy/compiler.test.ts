@@ -38,8 +38,10 @@ function role(...docs: PolicyDocument[]): RolePolicies {
 
 const broadRole = role(doc({Effect: 'Allow', Action: '*', Resource: '*'}))
 const compile = (u: UserPolicies, r: RolePolicies = broadRole, compress = true) =>
-  compileSessionPolicy(u, r, {compress, accountId: '123456789012', catalog: createActionCatalog()})
-const statements = (policy: string | null) => (policy ? (JSON.parse(policy) as {Statement: Statement[]}).Statement : [])
+  compileSessionPolicy(u, r, {compress, accountId: '123456789012', catalog: createActionCatalog(), roles: [], session: {name: 'alice', sourceIdentity: 'alice'}})
+const isChainingDeny = (s: Statement) => s.Effect === 'Deny' && [s.Action ?? []].flat().length > 0 && [s.Action ?? []].flat().every((a) => a.startsWith('sts:'))
+/** The policy's statements but step c's Deny of role chaining (test/policy/session-escapes.test.ts pins that one). */
+const statements = (policy: string | null) => (policy ? (JSON.parse(policy) as {Statement: Statement[]}).Statement.filter((s) => !isChainingDeny(s)) : [])
 
 describe('the session-policy compiler', () => {
   it("resolves ${aws:username} and ${aws:PrincipalTag/team} for the user, since a role session has neither", async () => {

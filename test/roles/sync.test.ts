@@ -503,7 +503,9 @@ describe('roles sync (the library, through the real SDK clients and the AWS test
     })
 
     it('warns about a statement it had to leave out of the copy', async () => {
-      // Given erin's inline policy with a principal-tag condition step a cannot decide
+      // Given erin's inline policy with a condition on her principal tag that step a cannot
+      // decide (it compares numbers; without the tag the condition would simply be false)
+      snapshot.users.get('erin')!.tags.level = '2'
       snapshot.users.get('erin')!.inline.set('levels', {
         Version: '2012-10-17',
         Statement: [

@@ -4,7 +4,7 @@
 // versions are cached for good by the live source itself (a version never changes).
 import {LRUCache} from 'lru-cache'
 
-import type {IamRole, IamSource, IamUser, InstanceRole, ManagedPolicy, RolePolicies, UserPolicies} from './model.js'
+import type {IamRole, IamSource, IamUser, InstanceRole, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from './model.js'
 
 export interface CachedIamSourceOptions {
   ttlMs: number
@@ -140,9 +140,10 @@ export class CachedIamSource implements IamSource {
    */
   recordRole(roleName: string, policies: RolePolicies): void {
     const until = this.now() + this.options.ttlMs
+    for (const key of roleKeys(roleName)) this.inflight.delete(key)
+    this.store.delete('roles')
     this.store.set(`role:${roleName}`, {value: policies.role, until})
     this.store.set(`role-policies:${roleName}`, {value: policies, until})
-    for (const key of roleKeys(roleName)) this.inflight.delete(key)
   }
 
   /** Forget everything known of a role, recorded writes too (roles sync failed part way). */
@@ -173,6 +174,10 @@ export class CachedIamSource implements IamSource {
     return this.cached('instance-role', () => this.inner.getInstanceRole())
   }
 
+  listRoles(): Promise<RoleTrust[]> {
+    return this.cached('roles', () => this.inner.listRoles())
+  }
+
   listUsers(): Promise<IamUser[]> {
     return this.cached('users', () => this.inner.listUsers())
   }
@@ -182,4 +187,5 @@ export class CachedIamSource implements IamSource {
   }
 }
 
-const roleKeys = (roleName: string) => [`role:${roleName}`, `role-policies:${roleName}`]
+// The account's role list holds the role's trust policy too: a write of roles sync may change it.
+const roleKeys = (roleName: string) => [`role:${roleName}`, `role-policies:${roleName}`, 'roles']

@@ -18,6 +18,7 @@ import {
   paginateListGroupPolicies,
   paginateListGroupsForUser,
   paginateListRolePolicies,
+  paginateListRoles,
   paginateListUserPolicies,
   paginateListUsers,
   Role,
@@ -41,6 +42,7 @@ import {
   parseRoleArn,
   roleFromCallerArn,
   RolePolicies,
+  RoleTrust,
   Tags,
   UserPolicies,
 } from './model.js'
@@ -343,6 +345,13 @@ export class LiveIamSource implements IamSource {
       if (!(error instanceof UserError && error.kind === 'accessDenied') && !isAccessDenied(error)) throw error
     }
     return {name: role.name, arn: `arn:${role.partition}:iam::${role.accountId}:role/${role.name}`, accountId: role.accountId, source: 'discovered'}
+  }
+
+  async listRoles(): Promise<RoleTrust[]> {
+    const roles = await this.call('iam:ListRoles', () => collect(paginateListRoles({client: this.iam, pageSize: 1000}, {}), (p) => p.Roles))
+    return roles
+      .map((r) => ({name: r.RoleName!, arn: r.Arn!, id: r.RoleId!, trustPolicy: this.decode(r.AssumeRolePolicyDocument, `the trust policy of role ${r.RoleName}`)}))
+      .sort(byName)
   }
 
   async listUsers(): Promise<IamUser[]> {

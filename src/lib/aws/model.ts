@@ -53,6 +53,14 @@ export interface IamRole {
   maxSessionDuration: number
 }
 
+/** A role as iam:ListRoles gives it: enough to judge who its trust policy admits. */
+export interface RoleTrust {
+  name: string
+  arn: string
+  id: string
+  trustPolicy: PolicyDocument
+}
+
 export interface RolePolicies {
   role: IamRole
   inline: InlinePolicy[]
@@ -76,6 +84,8 @@ export interface IamSource {
   getRole(roleName: string): Promise<IamRole | null>
   getRolePolicies(roleName: string): Promise<RolePolicies | null>
   getManagedPolicy(arn: string): Promise<ManagedPolicy | null>
+  /** Every role of the account with its trust policy (one paginated iam:ListRoles live). */
+  listRoles(): Promise<RoleTrust[]>
   getInstanceRole(): Promise<InstanceRole>
   listUsers(): Promise<IamUser[]>
   /** The members of an IAM group, sorted by name; null when no group has that name. */

@@ -1,6 +1,6 @@
 // The offline IAM source: answers from an account snapshot (--account FILE).
 import {InputError, NotFoundError} from '../errors.js'
-import {byName, IamRole, IamSource, IamUser, InlinePolicy, InstanceRole, ManagedPolicy, parseRoleArn, RolePolicies, UserPolicies} from './model.js'
+import {byName, IamRole, IamSource, IamUser, InlinePolicy, InstanceRole, ManagedPolicy, parseRoleArn, RolePolicies, RoleTrust, UserPolicies} from './model.js'
 import type {AccountSnapshot, AttachedPolicyRef, SnapshotRole, SnapshotUser} from './snapshot.js'
 
 function inlineList(map: Map<string, InlinePolicy['document']>): InlinePolicy[] {
@@ -109,6 +109,10 @@ export class OfflineIamSource implements IamSource {
         suggestion: `roles in the file: ${[...this.snapshot.roles.keys()].slice(0, 8).join(', ') || 'none'}`,
       })
     return {name: role.name, arn: role.arn, accountId: parseRoleArn(role.arn)?.accountId ?? '', source: 'configured'}
+  }
+
+  async listRoles(): Promise<RoleTrust[]> {
+    return [...this.snapshot.roles.values()].map((r) => ({name: r.name, arn: r.arn, id: r.id, trustPolicy: r.trustPolicy})).sort(byName)
   }
 
   async listUsers(): Promise<IamUser[]> {

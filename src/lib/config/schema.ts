@@ -122,6 +122,18 @@ function parseLogLevel(raw: string): LogLevel {
   throw new ValueError('not a log level', 'use DEBUG, INFO, WARNING, ERROR or CRITICAL (or 10, 20, 30, 40, 50)')
 }
 
+/** `kms:Decrypt, ssm:GetParameter*`: IAM action names, as a policy's Action takes them. */
+function parseActionList(raw: string): string[] {
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+  for (const item of items)
+    if (!/^[a-z0-9-]+:[A-Za-z0-9*?]+$/.test(item))
+      throw new ValueError(`'${item}' is not an IAM action`, 'write actions as service:Action, e.g. kms:Decrypt or ssm:GetParameter*')
+  return [...new Set(items)]
+}
+
 function closest(name: string): string | undefined {
   const lower = name.toLowerCase()
   if (lower === '') return undefined
@@ -316,8 +328,25 @@ export const SCHEMA = {
   },
   method_InstanceRole: {
     fail_safe: option(parseBoolean, false, 'python', 'If the restricted self-assume is refused: True gives no credentials, False the instance role itself.'),
-    deny_assumerole: option(parseBoolean, true, 'python', 'Deny `sts:AssumeRole` in the issued session.'),
+    deny_assumerole: option(
+      parseBoolean,
+      true,
+      'python',
+      'Deny role chaining in the issued session: `sts:AssumeRole`, and `sts:TagSession` and `sts:SetSourceIdentity`, which AssumeRole may carry.',
+    ),
     deny_secretsmanager: option(parseBoolean, true, 'python', 'Deny `secretsmanager:*` in the issued session.'),
+    deny_iam_writes: option(
+      parseBoolean,
+      true,
+      'ec2userkeyd',
+      'Deny `iam:PassRole` and every IAM write (`iam:Create*`, `iam:Put*`, `iam:Attach*`, `iam:Update*`, ...; only `iam:Get*`, `iam:List*`, `iam:Generate*` and `iam:Simulate*` stay) in the issued session: where CreateUserRole is deployed the instance role may write roles, and a session that could would give itself any role.',
+    ),
+    deny_actions: option(
+      parseActionList,
+      [] as string[],
+      'ec2userkeyd',
+      'More actions to deny in the issued session, comma-separated (`service:Action`, wildcards allowed), e.g. `kms:Decrypt, ssm:GetParameter*`.',
+    ),
   },
   // The Python tool declared this section for an unfinished method; configs may carry it empty.
   method_UserKeysSecretsManager: {},

@@ -3,7 +3,7 @@
 // (any other error: the chain stops and the user gets nothing).
 import type {STSClient} from '@aws-sdk/client-sts'
 
-import type {IamSource, RolePolicies, UserPolicies} from '../aws/model.js'
+import type {IamSource, RolePolicies, RoleTrust, UserPolicies} from '../aws/model.js'
 import {applyNamePattern, Config, MethodName} from '../config/schema.js'
 import {UserError} from '../errors.js'
 import type {LocalUser} from '../host/users.js'
@@ -79,18 +79,40 @@ async function patternRoleArn(deps: MethodDeps, pattern: string, user: LocalUser
   return {name, arn: `arn:${partition}:iam::${role.accountId}:role/${name}`}
 }
 
+/**
+ * The account's trust policies, or null when they cannot be read (the compiler then denies the
+ * session every role: fail closed, with a warning).
+ */
+async function accountRoles(deps: MethodDeps): Promise<RoleTrust[] | null> {
+  try {
+    return await deps.source.listRoles()
+  } catch (error) {
+    deps.warn(`iam:ListRoles failed (${error instanceof Error ? error.message : String(error)}): RestrictedInstanceRole sessions may assume no role until it succeeds`)
+    return null
+  }
+}
+
 // Compiling costs milliseconds; the IAM reads it starts from are cached objects, so the result
 // is cached against their identity and goes when they do.
-const compiled = new WeakMap<UserPolicies, WeakMap<RolePolicies, Promise<CompileResult>>>()
+const compiled = new WeakMap<UserPolicies, WeakMap<RolePolicies, WeakMap<object, Map<string, Promise<CompileResult>>>>>()
+const NO_ROLES = {}
 
-export function compileFor(deps: MethodDeps, user: UserPolicies, role: RolePolicies): Promise<CompileResult> {
+/** RestrictedInstanceRole's session policy for a local user with these IAM reads. */
+export async function compileFor(deps: MethodDeps, localUser: string, user: UserPolicies, role: RolePolicies): Promise<CompileResult> {
+  const roles = await accountRoles(deps)
+  const session = {name: sessionNameFor(localUser), sourceIdentity: deps.config.general.source_identity ? sessionNameFor(localUser) : null}
   let byRole = compiled.get(user)
   if (!byRole) compiled.set(user, (byRole = new WeakMap()))
-  let result = byRole.get(role)
+  let byRoles = byRole.get(role)
+  if (!byRoles) byRole.set(role, (byRoles = new WeakMap()))
+  let bySession = byRoles.get(roles ?? NO_ROLES)
+  if (!bySession) byRoles.set(roles ?? NO_ROLES, (bySession = new Map()))
+  const key = JSON.stringify(session)
+  let result = bySession.get(key)
   if (!result) {
     const accountId = role.role.arn.split(':')[4]
-    result = compileSessionPolicy(user, role, {compress: deps.config.method_RestrictedInstanceRole.compress_user_policy, accountId, catalog: deps.catalog})
-    byRole.set(role, result)
+    result = compileSessionPolicy(user, role, {compress: deps.config.method_RestrictedInstanceRole.compress_user_policy, accountId, catalog: deps.catalog, roles, session})
+    bySession.set(key, result)
   }
   return result
 }
@@ -127,7 +149,7 @@ export const prepare: Record<MethodName, (deps: MethodDeps, user: LocalUser, soF
     const [policies, rolePolicies] = await Promise.all([deps.source.getUserPolicies(iamName), deps.source.getRolePolicies(role.name)])
     if (!policies) throw new NotForUser(`no IAM user '${iamName}'`)
     if (!rolePolicies) throw new UserError('notFound', `instance role '${role.name}' not found in IAM`)
-    const result = await compileFor(deps, policies, rolePolicies)
+    const result = await compileFor(deps, user.name, policies, rolePolicies)
     const identity = `IAM user ${iamName}`
     if (!result.grantsAnything) throw new NotForUser(`nothing of ${identity}'s permissions lies within the instance role`, undefined, identity)
     if (!result.size.fits) {

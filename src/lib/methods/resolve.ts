@@ -10,7 +10,7 @@ import {iamUserName} from '../policy/dump.js'
 import type {CredentialBroker} from './broker.js'
 import {selectChain} from './chain.js'
 import {ChainSoFar, compileFor, IAM_NAME, MethodDeps} from './methods.js'
-import {instanceRoleDenyPolicy} from './session.js'
+import {describeInstanceRoleDenied, instanceRoleDenyPolicy} from './session.js'
 
 export interface ResolveStep {
   method: MethodName
@@ -77,7 +77,7 @@ const explain: Record<MethodName, Explain> = {
     const [policies, rolePolicies] = await Promise.all([deps.source.getUserPolicies(iamName), instanceRolePolicies(deps, instance)])
     if (!policies) return {...step, outcome: 'skip', reason: `no IAM user '${iamName}'`}
     const identified = `IAM user ${iamName}`
-    const compiled = await compileFor(deps, policies, rolePolicies)
+    const compiled = await compileFor(deps, user.name, policies, rolePolicies)
     const size = `${compiled.size.compressed} of ${compiled.size.limit} characters${compiled.policyArns.length ? `, ${compiled.policyArns.length} policy ARN${compiled.policyArns.length === 1 ? '' : 's'}` : ''}`
     if (!compiled.grantsAnything) return {...step, outcome: 'skip', reason: `nothing of IAM user ${iamName}'s permissions lies within the instance role`, identified}
     if (!compiled.size.fits) return {...step, outcome: 'skip', reason: `the session policy is too large: ${size}`, identified}
@@ -90,8 +90,7 @@ const explain: Record<MethodName, Explain> = {
     if (soFar.identified)
       return {method: 'InstanceRole', outcome: 'skip', reason: `${soFar.identified} exists, and the instance role would grant more than it may do`, roleArn: instance.arn}
     const policy = instanceRoleDenyPolicy(deps.config)
-    const denied = [deps.config.method_InstanceRole.deny_assumerole && 'sts:AssumeRole', deps.config.method_InstanceRole.deny_secretsmanager && 'secretsmanager:*'].filter(Boolean)
-    const what = policy ? `the instance role less ${denied.join(' and ')}` : 'the instance role, unrestricted'
+    const what = policy ? `the instance role less ${describeInstanceRoleDenied(deps.config)}` : 'the instance role, unrestricted'
     const rolePolicies = await instanceRolePolicies(deps, instance)
     const self = trustAdmits(rolePolicies.role.trustPolicy, instance.arn, instance.accountId)
     const step = {method: 'InstanceRole' as const, roleArn: instance.arn}

@@ -3,6 +3,7 @@
 import {createHash} from 'node:crypto'
 
 import type {Config} from '../config/schema.js'
+import {CHAINING_ACTIONS} from '../policy/trust.js'
 
 const VALID = /^[\w+=,.@-]{2,64}$/
 
@@ -19,15 +20,46 @@ export function sessionNameFor(username: string): string {
 }
 
 /**
+ * Every IAM write, by the verbs IAM's actions begin with (from AWS's Service Authorization
+ * Reference: every IAM action of access level Write, Permissions management or Tagging starts
+ * with one of these; the reads begin with Get, List, Generate or Simulate). A test holds the
+ * list against the action catalog. iam:PassRole is among them.
+ */
+export const IAM_WRITES = [
+  'Accept', 'Add', 'Associate', 'Attach', 'Change', 'Create', 'Deactivate', 'Delete', 'Detach', 'Disable', 'Enable', 'Pass',
+  'Put', 'Reject', 'Remove', 'Reset', 'Resync', 'Send', 'Set', 'Tag', 'Untag', 'Update', 'Upload',
+].map((verb) => `iam:${verb}*`)
+
+/** What the InstanceRole method's session is denied, by its options. */
+export function instanceRoleDenied(config: Config): string[] {
+  const options = config.method_InstanceRole
+  return [
+    ...(options.deny_assumerole ? CHAINING_ACTIONS : []),
+    ...(options.deny_iam_writes ? IAM_WRITES : []),
+    ...(options.deny_secretsmanager ? ['secretsmanager:*'] : []),
+    ...options.deny_actions,
+  ].filter((a, i, all) => all.indexOf(a) === i)
+}
+
+/** The denied actions in words, for `resolve`. */
+export function describeInstanceRoleDenied(config: Config): string {
+  const options = config.method_InstanceRole
+  const parts = [
+    options.deny_assumerole && 'role chaining (sts:AssumeRole)',
+    options.deny_iam_writes && 'IAM writes and iam:PassRole',
+    options.deny_secretsmanager && 'secretsmanager:*',
+    options.deny_actions.length > 0 && options.deny_actions.join(', '),
+  ].filter((p): p is string => typeof p === 'string')
+  return parts.length <= 1 ? (parts[0] ?? '') : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`
+}
+
+/**
  * The InstanceRole method's session policy: everything the role allows except what the
  * options deny. A session policy only ever narrows, so the Allow is needed for the role's
  * own permissions to remain at all. null when nothing is denied.
  */
 export function instanceRoleDenyPolicy(config: Config): string | null {
-  const denied = [
-    ...(config.method_InstanceRole.deny_assumerole ? ['sts:AssumeRole'] : []),
-    ...(config.method_InstanceRole.deny_secretsmanager ? ['secretsmanager:*'] : []),
-  ]
+  const denied = instanceRoleDenied(config)
   if (denied.length === 0) return null
   return JSON.stringify({
     Version: '2012-10-17',

@@ -1,23 +1,34 @@
-// The session-policy compiler: from an IAM user's policies (and permissions boundary) and the
-// instance role's policies to the inline policy and policy ARNs that RestrictedInstanceRole
-// passes to AssumeRole. The guarantee: within the instance role, the session allows exactly
-// what the IAM user is allowed, never more. Every step is either exact, or errs towards
-// granting less and says so in a warning.
+// The session-policy compiler: from an IAM user's policies (and permissions boundary), the
+// instance role's policies and the account's trust policies to the inline policy and policy ARNs
+// that RestrictedInstanceRole passes to AssumeRole. The guarantee: the session can do nothing
+// the IAM user could not, under AWS's whole evaluation logic (identity policies, the boundary,
+// trust policies, resource-based policies that name the instance role, and the context keys that
+// differ in a role session), and within the instance role it allows what the user is allowed.
+// Every step is exact, or errs towards granting less and says so in a warning.
 //
-//   a. variables      principal variables and principal-key conditions decided for the user
+//   a. variables      principal variables and principal-side conditions decided for the user
 //   b. boundary       the user's permissions boundary folded in
-//   c. prune          what the instance role can never allow anyway
-//   d. merge          statements combined, duplicates and subsumed statements dropped
-//   e. wildcards      action lists collapsed with the action catalog
-//   f. policy-arns    managed policies passed by ARN where shorter and safe
-//   g. minify         minified JSON, Sids dropped
-// Without compression only a, b and g run: they are correctness, not size.
-import type {IamUser, ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
+//   c. chaining       every role the session could assume but the user could not, denied
+//   d. prune          Allows the instance role's own policies never allow, left out
+//   e. merge          statements combined, duplicates and subsumed statements dropped
+//   f. wildcards      action lists collapsed with the action catalog
+//   g. policy-arns    managed policies passed by ARN where shorter and safe
+//   h. minify         minified JSON, Sids dropped
+// Without compression only a, b, c and h run: they are correctness, not size.
+//
+// A resource-based policy that names the instance role (a bucket, queue or key policy; a trust
+// policy) grants the role's sessions whatever the session policy allows, whether the role's own
+// policies allow it or not. So the instance role's policies may be used only to leave Allows out
+// (an under-grant, warned), never to drop a Deny or to widen an Allow: the session policy alone
+// must allow nothing the user may not do. (IAM User Guide, "Session policies".)
+import type {IamUser, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../aws/model.js'
+import {InputError} from '../errors.js'
 import type {ActionCatalog} from './catalog.js'
 import type {ConditionBlock, PolicyDocument} from './document.js'
-import {statementsOf} from './document.js'
-import {globCovers, globIntersects, hasWildcard} from './glob.js'
+import {identityPolicyProblem, statementsOf} from './document.js'
+import {globCovers, globIntersects, globMatches, hasWildcard} from './glob.js'
 import {
+  allOf,
   conditionEntries,
   escapeLiteralVariables,
   inertInSession,
@@ -27,21 +38,30 @@ import {
   principalVariableKeys,
   resolvePrincipalVariables,
   sameForSession,
+  sessionSide,
+  Side,
+  userSides,
+  Verdict,
 } from './principal.js'
 import {SESSION_POLICY_LIMIT, sessionPolicySize} from './size.js'
 import {canonicalJson, Origin, POLICY_VERSION, renderPolicy, sameCondition, Stmt, toStatement, toStmts} from './statement.js'
+import {CHAINING_ACTIONS, readTrust, TrustedPrincipal} from './trust.js'
 
 export type StepName = 'prune' | 'merge' | 'wildcards' | 'policyArns'
 
 export interface CompileOptions {
-  /** [method_RestrictedInstanceRole] compress_user_policy: run steps c to f. */
+  /** [method_RestrictedInstanceRole] compress_user_policy: run steps d to g. */
   compress: boolean
   /** Switch single compression steps off (to see what each buys). */
   disable?: Partial<Record<StepName, boolean>>
-  /** Needed for step e; without it the step is skipped. */
+  /** Needed for step f; without it the step is skipped. */
   catalog?: ActionCatalog
   /** The account of the instance role: only its managed policies (and AWS's) go by ARN. */
   accountId: string
+  /** The account's roles with their trust policies (iam:ListRoles); null when they could not be read. */
+  roles: RoleTrust[] | null
+  /** The session as the daemon asks for it: its RoleSessionName and SourceIdentity (null: none). */
+  session: {name: string; sourceIdentity: string | null}
 }
 
 export interface CompileResult {
@@ -53,6 +73,8 @@ export interface CompileResult {
   warnings: string[]
   /** False when nothing of the user's permissions remains within the role. */
   grantsAnything: boolean
+  /** The roles the session may still assume: those whose trust policies admit the IAM user alike. */
+  assumableRoles: string[]
 }
 
 interface Work {
@@ -68,18 +90,35 @@ function principalContext(user: UserPolicies): PrincipalContext {
   return {username: user.user.name, userid: user.user.id, arn: user.user.arn, tags: user.user.tags}
 }
 
-/** Step a for one statement: null when it can never apply to the user (or must go). */
-function resolveStatement(s: Stmt, version: string | undefined, ctx: PrincipalContext, warnings: string[]): Stmt | null {
-  const where = `a statement of ${s.origin.label}`
+/** Refuses what IAM would: a statement read the wide way could only grant more. */
+function requireIdentityPolicy(doc: PolicyDocument, label: string): void {
+  const problem = identityPolicyProblem(doc)
+  if (problem)
+    throw new InputError(`${label}: ${problem}, which IAM refuses in an identity-based policy`, {
+      suggestion: 'fix the policy document; nothing was compiled for this user',
+    })
+}
+
+const statementName = (s: Stmt) => (s.sid ? `statement '${s.sid}' of ${s.origin.label}` : `a statement of ${s.origin.label}`)
+const sideNames = (sides: Side[]) => sides.map((x) => x.label).join(' or ')
+
+/**
+ * Step a for one statement: null when it can never apply to the user (or must go). Conditions
+ * on principal-side keys are decided for each of the user's sides (long-term keys, a session
+ * token, MFA) in every Version; the session keeps an Allow only if it applies to the user
+ * however he signs, and a Deny if it applies to him any way he signs (the strictest reading).
+ */
+function resolveStatement(s: Stmt, version: string | undefined, sides: Side[], warnings: string[]): Stmt | null {
+  const where = statementName(s)
   const variablesLive = version === POLICY_VERSION
-  const resolve = (text: string): string | null => (variablesLive ? resolvePrincipalVariables(text, ctx) : escapeLiteralVariables(text))
+  const resolve = (text: string): string | null => (variablesLive ? resolvePrincipalVariables(text, sides) : escapeLiteralVariables(text))
 
   const resources: string[] = []
   for (const r of s.resources) {
     const v = resolve(r)
     if (v !== null) resources.push(v)
     else if (s.effect === 'Allow') {
-      warnings.push(`dropped ${where}: its ${s.notResource ? 'NotResource' : 'Resource'} '${r}' uses a principal variable the IAM user has no value for`)
+      warnings.push(`dropped ${where}: its ${s.notResource ? 'NotResource' : 'Resource'} '${r}' uses a principal variable the IAM user has no single value for`)
       return null
     }
     // A Deny entry that matches nothing is simply gone; the rest of the Deny still applies.
@@ -92,35 +131,47 @@ function resolveStatement(s: Stmt, version: string | undefined, ctx: PrincipalCo
   if (!s.condition) return out
 
   const condition: ConditionBlock = {}
+  let perSide: Verdict[] = sides.map(() => true)
+  const decided: string[] = []
   for (const {operator, key, values} of conditionEntries(s.condition)) {
-    if (variablesLive && isPrincipalKey(key)) {
-      const verdict = judgePrincipalCondition(operator, key, values, ctx)
-      if (verdict === true) continue // true for the user: the session need not test it
-      if (verdict === false) return null // never applies to this user
-      if (s.effect === 'Allow') {
-        warnings.push(`dropped ${where}: cannot decide its condition ${operator} ${key} for the IAM user`)
-        return null
-      }
-      warnings.push(`widened a Deny of ${s.origin.label}: dropped its undecidable condition ${operator} ${key}`)
+    if (isPrincipalKey(key)) {
+      perSide = sides.map((side, i) => allOf([perSide[i], judgePrincipalCondition(operator, key, values, side, variablesLive)]))
+      decided.push(`${operator} ${key}`)
       continue
     }
     const list = Array.isArray(values) ? values : [values]
     const resolved = list.map((v) => (typeof v === 'string' ? resolve(v) : v))
     if (resolved.some((v) => v === null)) {
       if (s.effect === 'Allow') {
-        warnings.push(`dropped ${where}: its condition ${operator} ${key} uses a principal variable the IAM user has no value for`)
+        warnings.push(`dropped ${where}: its condition ${operator} ${key} uses a principal variable the IAM user has no single value for`)
         return null
       }
-      warnings.push(`widened a Deny of ${s.origin.label}: dropped its condition ${operator} ${key} (a principal variable without value)`)
+      warnings.push(`widened ${where}: dropped its condition ${operator} ${key} (a principal variable without a single value)`)
       continue
     }
     condition[operator] ??= {}
     condition[operator][key] = (Array.isArray(values) ? resolved : resolved[0]) as string | string[]
   }
+  const applies = sides.filter((_, i) => perSide[i] === true)
+  const may = sides.filter((_, i) => perSide[i] !== false)
+  const what = decided.join(', ')
+  if (s.effect === 'Allow') {
+    if (applies.length < sides.length) {
+      if (may.length === sides.length) warnings.push(`dropped ${where}: cannot decide its condition ${what} for the IAM user`)
+      else if (may.length > 0) warnings.push(`dropped ${where}: it allows the IAM user only when signing with ${sideNames(may)} (${what}), which the session does not`)
+      return null
+    }
+  } else if (may.length === 0) return null
+  else if (applies.length < sides.length)
+    warnings.push(
+      may.length === sides.length
+        ? `${where} denies the IAM user under a condition that cannot be decided for it (${what}); the session is always denied it`
+        : `${where} denies the IAM user only when signing with ${sideNames(may)} (${what}); the session is always denied it`,
+    )
   return Object.keys(condition).length > 0 ? {...out, condition} : {...out, condition: undefined}
 }
 
-function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnings: string[]): Stmt[] {
+function collectUserStatements(user: UserPolicies, sides: Side[], warnings: string[]): Stmt[] {
   const docs: Array<{doc: PolicyDocument; origin: Origin}> = [
     ...user.inline.map((p) => ({doc: p.document, origin: {label: `user inline policy ${p.name}`}})),
     ...user.managed.map((p) => ({doc: p.document, origin: {label: `managed policy ${p.name}`, managedArn: p.arn}})),
@@ -131,10 +182,9 @@ function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnin
   }
   const out: Stmt[] = []
   for (const {doc, origin} of docs) {
-    const {stmts, invalid} = toStmts(doc, origin)
-    if (invalid > 0) warnings.push(`ignored ${invalid} statement(s) of ${origin.label} without Action or Resource (not valid in an identity policy)`)
-    for (const s of stmts) {
-      const r = resolveStatement(s, doc.Version, ctx, warnings)
+    requireIdentityPolicy(doc, origin.label)
+    for (const s of toStmts(doc, origin)) {
+      const r = resolveStatement(s, doc.Version, sides, warnings)
       if (r) out.push(doc.Version === POLICY_VERSION && !s.notResource && s.resources.some(inertInSession) ? {...r, resolvedPrincipal: true} : r)
     }
   }
@@ -143,15 +193,16 @@ function collectUserStatements(user: UserPolicies, ctx: PrincipalContext, warnin
 
 /**
  * Step a on its own, for copying a user's policy into a role (roles sync): principal variables
- * resolved for the IAM user, principal-key conditions decided for it. Sids are kept. The
+ * resolved for the IAM user, principal-side conditions decided for it. Sids are kept. The
  * document is null when no statement of it can ever apply to the user.
  */
 export function resolvePolicyForUser(document: PolicyDocument, user: IamUser, label: string): {document: PolicyDocument | null; warnings: string[]} {
   const warnings: string[] = []
-  const ctx: PrincipalContext = {username: user.name, userid: user.id, arn: user.arn, tags: user.tags}
-  const {stmts, invalid} = toStmts(document, {label})
-  if (invalid > 0) warnings.push(`ignored ${invalid} statement(s) of ${label} without Action or Resource (not valid in an identity policy)`)
-  const kept = stmts.map((s) => resolveStatement(s, document.Version, ctx, warnings)).filter((s): s is Stmt => s !== null)
+  const sides = userSides({username: user.name, userid: user.id, arn: user.arn, tags: user.tags})
+  requireIdentityPolicy(document, label)
+  const kept = toStmts(document, {label})
+    .map((s) => resolveStatement(s, document.Version, sides, warnings))
+    .filter((s): s is Stmt => s !== null)
   if (kept.length === 0) return {document: null, warnings}
   // Always 2012-10-17: step a escapes the literal `${` of older documents for that version.
   return {document: {Version: POLICY_VERSION, Statement: kept.map((s) => toStatement(s, {sid: true}))}, warnings}
@@ -249,11 +300,13 @@ function intersectStatements(u: Stmt, b: Stmt): Stmt | null | undefined {
   return {...u, actions: actions.list, notAction: actions.not, resources: resources.list, notResource: resources.not, condition}
 }
 
-function foldBoundary(work: Work, boundary: ManagedPolicy | null, ctx: PrincipalContext): void {
+function foldBoundary(work: Work, boundary: ManagedPolicy | null, sides: Side[]): void {
   if (!boundary) return
   const origin: Origin = {label: `permissions boundary ${boundary.name}`}
-  const {stmts: raw} = toStmts(boundary.document, origin)
-  const stmts = raw.map((s) => resolveStatement(s, boundary.document.Version, ctx, work.warnings)).filter((s): s is Stmt => s !== null)
+  requireIdentityPolicy(boundary.document, origin.label)
+  const stmts = toStmts(boundary.document, origin)
+    .map((s) => resolveStatement(s, boundary.document.Version, sides, work.warnings))
+    .filter((s): s is Stmt => s !== null)
   const denies = stmts.filter((s) => s.effect === 'Deny')
   const allows = stmts.filter((s) => s.effect === 'Allow')
   const userDenies = work.stmts.filter((s) => s.effect === 'Deny')
@@ -291,31 +344,115 @@ function foldBoundary(work: Work, boundary: ManagedPolicy | null, ctx: Principal
 
 // ------------------------------------------------------------------ step c
 
+/** A pattern that holds a variable may match anything, and may match nothing. */
+const mayMatch = (pattern: string, value: string) => pattern.includes('${') || globMatches(pattern, value)
+const surelyMatches = (pattern: string, value: string) => !pattern.includes('${') && globMatches(pattern, value)
+
+/** Could this statement apply to `action` (lower case), whatever the resource and conditions? */
+function mayApplyTo(s: Stmt, action: string): boolean {
+  return s.notAction ? !s.actions.some((p) => surelyMatches(p.toLowerCase(), action)) : s.actions.some((p) => mayMatch(p.toLowerCase(), action))
+}
+
+/** Could this statement apply to `action` (lower case) on the concrete `resource` (conditions assumed to hold)? */
+function mayApplyOn(s: Stmt, action: string, resource: string): boolean {
+  if (!mayApplyTo(s, action)) return false
+  return s.notResource ? !s.resources.some((p) => surelyMatches(p, resource)) : s.resources.some((p) => mayMatch(p, resource))
+}
+
+/**
+ * Step c: the session is a session of the instance role, so every trust policy that admits the
+ * instance role admits it: the instance role's own (which trusts itself), every UserRole and
+ * CreateUserRole role's. The session may assume only the roles its policy allows whose trust
+ * policy admits the IAM user alike (trust.ts); one Deny of the chaining actions on every other
+ * resource covers the rest, roles in other accounts and roles made after this read included.
+ * Without the account's trust policies, the session may assume no role at all (fail closed).
+ */
+function closeRoleChaining(
+  allows: Stmt[],
+  roles: RoleTrust[] | null,
+  principals: {session: TrustedPrincipal; user: TrustedPrincipal},
+  where: {accountId: string; partition: string; iamUser: string},
+): {deny: Stmt; assumable: string[]; warnings: string[]} {
+  const origin: Origin = {label: 'role chaining (step c)'}
+  const denyAll = (assumable: string[]): Stmt =>
+    assumable.length === 0
+      ? {effect: 'Deny', actions: [...CHAINING_ACTIONS], notAction: false, resources: ['*'], notResource: false, origin}
+      : {effect: 'Deny', actions: [...CHAINING_ACTIONS], notAction: false, resources: assumable, notResource: true, origin}
+  const chaining = CHAINING_ACTIONS.map((a) => a.toLowerCase())
+  const mayChain = allows.filter((s) => chaining.some((a) => mayApplyTo(s, a)))
+  const warnings: string[] = []
+  if (roles === null) {
+    warnings.push(`the account's trust policies could not be read (iam:ListRoles), so the session may assume no role`)
+    return {deny: denyAll([]), assumable: [], warnings}
+  }
+  const assumable: string[] = []
+  const refused: string[] = []
+  for (const role of roles) {
+    const allowed = chaining.some((a) => mayChain.some((s) => mayApplyOn(s, a, role.arn)))
+    const reading = readTrust(role.trustPolicy, 'sts:AssumeRole', principals.session, principals.user)
+    if (allowed && reading.alike) assumable.push(role.arn)
+    // The user may assume it (his policies allow it, or its trust names him directly), the session may not.
+    else if (reading.sessionMay && (allowed ? reading.userMay : reading.userDirect)) refused.push(role.name)
+  }
+  if (refused.length > 0)
+    warnings.push(
+      `the session may not assume role${refused.length === 1 ? '' : 's'} ${refused.slice(0, 3).join(', ')}${refused.length > 3 ? ` and ${refused.length - 3} more` : ''}, which IAM user ${where.iamUser} may: ${refused.length === 1 ? 'its trust policy admits' : 'their trust policies admit'} the instance role's session differently`,
+    )
+  const ownRoles = `arn:${where.partition}:iam::${where.accountId}:role/*`
+  const elsewhere = mayChain.some((s) => s.notResource || s.resources.some((p) => globIntersects(judgeable(p), 'arn:*:iam::*:role/*') && !globCovers(ownRoles, judgeable(p))))
+  if (elsewhere)
+    warnings.push(`IAM user ${where.iamUser}'s policies allow assuming roles in other accounts; the session may not (their trust policies cannot be read here)`)
+  assumable.sort()
+  return {deny: denyAll(assumable), assumable, warnings}
+}
+
+// ------------------------------------------------------------------ step d
+
 interface RoleView {
   allows: Stmt[]
-  denies: Stmt[]
-  /** Action patterns any role Allow grants (lower case); undefined if some Allow uses NotAction. */
-  grantedActions?: string[]
 }
 
 function roleView(role: RolePolicies): RoleView {
   const stmts: Stmt[] = []
-  const docs = [...role.inline.map((p) => p.document), ...role.managed.map((p) => p.document)]
-  for (const doc of docs) stmts.push(...toStmts(doc, {label: `role ${role.role.name}`}).stmts)
-  const allows = stmts.filter((s) => s.effect === 'Allow')
-  const denies = stmts.filter((s) => s.effect === 'Deny')
-  const grantedActions = allows.some((s) => s.notAction) ? undefined : dedupe(allows.flatMap((s) => s.actions.map((a) => a.toLowerCase())))
-  return {allows, denies, grantedActions}
+  const policies = [...role.inline.map((p) => ({p, label: `role ${role.role.name} inline policy ${p.name}`})), ...role.managed.map((p) => ({p, label: `role ${role.role.name} managed policy ${p.name}`}))]
+  for (const {p, label} of policies) {
+    requireIdentityPolicy(p.document, label)
+    stmts.push(...toStmts(p.document, {label}))
+  }
+  return {allows: stmts.filter((s) => s.effect === 'Allow')}
 }
 
-function prune(work: Work, role: RoleView): void {
+/** Some Allow overlaps what the role's own policies allow and is not wholly inside an unconditional Deny. */
+function grantsWithinRole(stmts: Stmt[], role: RoleView): boolean {
+  const denies = stmts.filter((s) => s.effect === 'Deny' && !s.condition)
+  return stmts.some(
+    (s) =>
+      s.effect === 'Allow' &&
+      !role.allows.every((r) => disjoint(s, r)) &&
+      !denies.some((d) => dimCovers('action', d, s) && dimCovers('resource', d, s)),
+  )
+}
+
+/**
+ * Step d: Allows (or parts of them) that the role's own policies never allow are left out.
+ * Only Allows: a resource-based policy naming the role may grant what its own policies do not,
+ * so a user Deny stays whatever the role allows or denies (the role may change while the
+ * session lives, too). Returns how many Allows it left out or narrowed.
+ */
+function prune(work: Work, role: RoleView): number {
+  let leftOut = 0
   const out: Stmt[] = []
   for (const s of work.stmts) {
-    if (role.allows.every((r) => disjoint(s, r))) continue // the role allows none of it
-    if (s.effect === 'Deny' && role.denies.some((d) => !d.condition && stmtCovers(d, s))) continue
-    out.push(s.effect === 'Allow' ? narrow(s, role) : s)
+    if (s.effect === 'Deny') out.push(s)
+    else if (role.allows.every((r) => disjoint(s, r))) leftOut++
+    else {
+      const narrowed = narrow(s, role)
+      if (narrowed !== s) leftOut++
+      out.push(narrowed)
+    }
   }
   work.stmts = out
+  return leftOut
 }
 
 const jsonLength = (v: string[]) => JSON.stringify(v.length === 1 ? v[0] : v).length
@@ -343,7 +480,7 @@ function narrow(s: Stmt, role: RoleView): Stmt {
   return out
 }
 
-// ------------------------------------------------------------------ step d
+// ------------------------------------------------------------------ step e
 
 function dedupe(values: string[]): string[] {
   return [...new Set(values)]
@@ -393,13 +530,9 @@ function combine(a: Stmt, b: Stmt): Origin {
   return {label: a.origin.label === b.origin.label ? a.origin.label : `${a.origin.label} + ${b.origin.label}`}
 }
 
-// ------------------------------------------------------------------ step e
+// ------------------------------------------------------------------ step f
 
-async function collapseWildcards(work: Work, role: RoleView, catalog: ActionCatalog): Promise<void> {
-  const granted = role.grantedActions
-  // With a NotAction Allow in the role, every action may be granted: no wildcard is safe.
-  if (!granted) return
-  const roleGrants = (action: string) => granted.some((g) => globCovers(g, action))
+async function collapseWildcards(work: Work, catalog: ActionCatalog): Promise<void> {
   const out: Stmt[] = []
   for (const s of work.stmts) {
     if (s.notAction) {
@@ -419,7 +552,7 @@ async function collapseWildcards(work: Work, role: RoleView, catalog: ActionCata
         kept.push(...actions)
         continue
       }
-      kept.push(...collapseService(service, actions, known, roleGrants))
+      kept.push(...collapseService(service, actions, known))
     }
     out.push({...s, actions: kept})
   }
@@ -427,16 +560,17 @@ async function collapseWildcards(work: Work, role: RoleView, catalog: ActionCata
 }
 
 /**
- * Shortest prefixes `service:Prefix*` whose every catalog action is either in the statement
- * or granted by no role statement (so the wildcard adds nothing the session could use).
+ * Shortest prefixes `service:Prefix*` whose every catalog action is already in the statement,
+ * so the wildcard matches no catalogued action the statement did not name. What the role grants
+ * does not count: a resource-based policy naming the role may grant it anything.
  */
-function collapseService(service: string, actions: string[], known: string[], roleGrants: (a: string) => boolean): string[] {
+function collapseService(service: string, actions: string[], known: string[]): string[] {
   const mine = new Set(actions.map((a) => a.toLowerCase()))
-  // The catalog's names sorted, with a running count of the unsafe ones (granted by the role,
-  // not in the statement): a prefix is safe when its range of names holds none of them.
+  // The catalog's names sorted, with a running count of those not in the statement: a prefix
+  // is safe when its range of names holds none of them.
   const names = known.map((k) => k.toLowerCase()).sort()
-  const unsafeBefore = new Uint32Array(names.length + 1)
-  names.forEach((n, i) => (unsafeBefore[i + 1] = unsafeBefore[i] + (mine.has(n) || !roleGrants(n) ? 0 : 1)))
+  const missingBefore = new Uint32Array(names.length + 1)
+  names.forEach((n, i) => (missingBefore[i + 1] = missingBefore[i] + (mine.has(n) ? 0 : 1)))
   const lowerBound = (key: string) => {
     let lo = 0
     let hi = names.length
@@ -456,7 +590,7 @@ function collapseService(service: string, actions: string[], known: string[], ro
   )
   for (const prefix of candidates) {
     const full = `${service}:${prefix}`
-    if (unsafeBefore[lowerBound(`${full}\uffff`)] !== unsafeBefore[lowerBound(full)]) continue
+    if (missingBefore[lowerBound(`${full}\uffff`)] !== missingBefore[lowerBound(full)]) continue
     const mineCovered = [...remaining].filter((a) => a.startsWith(full))
     if (mineCovered.length === 0) continue
     const wildcard = `${service}:${originalCase(actions, prefix)}*`
@@ -473,7 +607,7 @@ function originalCase(actions: string[], prefix: string): string {
   return hit ? hit.split(':')[1].slice(0, prefix.length) : prefix
 }
 
-// ------------------------------------------------------------------ step f
+// ------------------------------------------------------------------ step g
 
 /**
  * Whether a managed policy may go by ARN: same account or AWS managed, and every principal key
@@ -515,64 +649,100 @@ export function naivePolicy(user: UserPolicies): string {
 export async function compileSessionPolicy(user: UserPolicies, role: RolePolicies, options: CompileOptions): Promise<CompileResult> {
   const on = (step: StepName) => options.compress && !options.disable?.[step]
   const ctx = principalContext(user)
+  const sides = userSides(ctx)
   const work: Work = {stmts: [], warnings: [], arnsAllowed: true}
   const naive = naivePolicy(user)
   const stages: CompileResult['stages'] = [{name: 'naive', chars: naive.length}]
   const measure = (name: string, arns: string[] = []) =>
     stages.push({name, chars: sessionPolicySize(work.stmts.length > 0 ? renderPolicy(work.stmts, {sid: true}) : null, arns)})
 
-  work.stmts = collectUserStatements(user, ctx, work.warnings)
+  work.stmts = collectUserStatements(user, sides, work.warnings)
   measure('variables')
-  foldBoundary(work, user.permissionsBoundary, ctx)
+  foldBoundary(work, user.permissionsBoundary, sides)
   measure('boundary')
 
   const view = roleView(role)
+  // One answer with or without compression: nothing of the user's within the role, no session.
+  const withinRole = grantsWithinRole(work.stmts, view)
+  if (!withinRole)
+    work.warnings.push(
+      `nothing IAM user ${user.user.name} may do lies within the instance role's own policies, so there is no session (what a resource-based policy grants the instance role is not counted)`,
+    )
+
+  const partition = role.role.arn.split(':')[1] || 'aws'
+  const roleAccount = role.role.arn.split(':')[4] ?? options.accountId
+  const chaining = closeRoleChaining(
+    work.stmts.filter((s) => s.effect === 'Allow'),
+    options.roles,
+    {
+      session: {
+        arn: role.role.arn,
+        id: role.role.id,
+        sessionArn: `arn:${partition}:sts::${roleAccount}:assumed-role/${role.role.name}/${options.session.name}`,
+        accountId: roleAccount,
+        // With SourceIdentity, and without it (the daemon retries without where a role refuses it).
+        sides: [options.session.sourceIdentity, null]
+          .filter((v, i, all) => all.indexOf(v) === i)
+          .map((sourceIdentity) => sessionSide({roleArn: role.role.arn, roleId: role.role.id, sessionName: options.session.name, roleTags: role.role.tags, sourceIdentity})),
+      },
+      user: {arn: user.user.arn, id: user.user.id, accountId: user.user.arn.split(':')[4] ?? '', sides},
+    },
+    {accountId: roleAccount, partition, iamUser: user.user.name},
+  )
+  work.warnings.push(...chaining.warnings)
+  work.stmts = [...work.stmts, chaining.deny]
+  measure('chaining')
+
   let policyArns: string[] = []
   if (options.compress) {
-    const afterBoundary = work.stmts
-    const runCompression = async (stmts: Stmt[]): Promise<{stmts: Stmt[]; byStep: Array<[string, Stmt[]]>}> => {
+    const afterChaining = work.stmts
+    const runCompression = async (stmts: Stmt[]): Promise<{stmts: Stmt[]; byStep: Array<[string, Stmt[]]>; leftOut: number}> => {
       const w: Work = {...work, stmts, warnings: []}
       const byStep: Array<[string, Stmt[]]> = []
-      if (on('prune')) prune(w, view)
+      const leftOut = on('prune') ? prune(w, view) : 0
       byStep.push(['prune', w.stmts])
       if (on('merge')) merge(w)
       byStep.push(['merge', w.stmts])
-      if (on('wildcards') && options.catalog) await collapseWildcards(w, view, options.catalog)
+      if (on('wildcards') && options.catalog) await collapseWildcards(w, options.catalog)
       byStep.push(['wildcards', w.stmts])
-      return {stmts: w.stmts, byStep}
+      return {stmts: w.stmts, byStep, leftOut}
     }
-    const plain = await runCompression(afterBoundary)
+    const plain = await runCompression(afterChaining)
     for (const [name, stmts] of plain.byStep) {
       work.stmts = stmts
       measure(name)
     }
-    let best = {stmts: plain.stmts, arns: [] as string[]}
+    let best = {stmts: plain.stmts, arns: [] as string[], leftOut: plain.leftOut}
     if (on('policyArns') && work.arnsAllowed) {
       // Greedy: send by ARN the managed policies whose statements cost more than their ARN.
       const candidates = allManaged(user)
         .filter((p) => eligibleForArn(p, options.accountId, ctx, role.role.tags))
-        .map((p) => ({p, cost: afterBoundary.filter((s) => s.origin.managedArn === p.arn && !s.resolvedPrincipal).reduce((n, s) => n + JSON.stringify(toStatement(s)).length + 1, 0)}))
+        .map((p) => ({p, cost: afterChaining.filter((s) => s.origin.managedArn === p.arn && !s.resolvedPrincipal).reduce((n, s) => n + JSON.stringify(toStatement(s)).length + 1, 0)}))
         .filter((c) => c.p.arn.length < c.cost)
         .sort((a, b) => b.cost - a.cost)
         .slice(0, 10)
       if (candidates.length > 0) {
         const byArn = new Set(candidates.map((c) => c.p.arn))
-        const rest = afterBoundary.filter((s) => !s.origin.managedArn || !byArn.has(s.origin.managedArn) || s.resolvedPrincipal)
+        const rest = afterChaining.filter((s) => !s.origin.managedArn || !byArn.has(s.origin.managedArn) || s.resolvedPrincipal)
         const withArns = await runCompression(rest)
         const arns = [...byArn]
         const size = (stmts: Stmt[], a: string[]) => sessionPolicySize(stmts.length > 0 ? renderPolicy(stmts) : null, a)
-        if (size(withArns.stmts, arns) < size(best.stmts, best.arns)) best = {stmts: withArns.stmts, arns}
+        if (size(withArns.stmts, arns) < size(best.stmts, best.arns)) best = {stmts: withArns.stmts, arns, leftOut: withArns.leftOut}
       }
     }
     work.stmts = best.stmts
     policyArns = best.arns
     measure('policy-arns', policyArns)
+    if (best.leftOut > 0)
+      work.warnings.push(
+        `left out ${best.leftOut} Allow statement${best.leftOut === 1 ? '' : 's'} (or parts) that the instance role's own policies never allow: ` +
+          'a resource-based policy that names the instance role will not extend them to this session (compress_user_policy = False keeps them)',
+      )
   }
 
-  const hasInline = work.stmts.length > 0
-  const policy = hasInline ? renderPolicy(work.stmts) : null
-  const grantsAnything = work.stmts.some((s) => s.effect === 'Allow') || policyArns.length > 0
-  const compressed = sessionPolicySize(grantsAnything ? policy : null, grantsAnything ? policyArns : [])
+  const grantsAnything = withinRole && (!options.compress || policyArns.length > 0 || work.stmts.some((s) => s.effect === 'Allow'))
+  const policy = grantsAnything && work.stmts.length > 0 ? renderPolicy(work.stmts) : null
+  const compressed = sessionPolicySize(policy, grantsAnything ? policyArns : [])
   stages.push({name: 'minify', chars: compressed})
   const fits = compressed <= SESSION_POLICY_LIMIT
   if (!fits) {
@@ -584,11 +754,12 @@ export async function compileSessionPolicy(user: UserPolicies, role: RolePolicie
     work.warnings.push(`the session policy is ${compressed} characters, over AWS's limit of ${SESSION_POLICY_LIMIT}; largest statements: ${largest.join(', ')}`)
   }
   return {
-    policy: grantsAnything ? policy : null,
+    policy,
     policyArns: grantsAnything ? policyArns : [],
     size: {naive: naive.length, compressed, limit: SESSION_POLICY_LIMIT, fits},
     stages,
     warnings: work.warnings,
     grantsAnything,
+    assumableRoles: chaining.assumable,
   }
 }

@@ -8,6 +8,7 @@ import type {Config} from '../config/schema.js'
 import {NotFoundError, UserError} from '../errors.js'
 import type {ActionCatalog} from './catalog.js'
 import {compileSessionPolicy, StepName} from './compiler.js'
+import {sessionNameFor} from '../methods/session.js'
 import {iamUserName} from './dump.js'
 
 export interface CompressResult {
@@ -19,6 +20,8 @@ export interface CompressResult {
   size: {naive: number; compressed: number; limit: number; fits: boolean}
   stages: Array<{name: string; chars: number}>
   warnings: string[]
+  /** The roles the session may still assume (their trust policies admit the IAM user alike). */
+  assumableRoles: string[]
   /** Only with --live-check: what AWS reported for one real AssumeRole. */
   liveCheck?: {packedPolicySize: number | null} | {error: string}
 }
@@ -44,11 +47,16 @@ export async function compressUserPolicy(
       suggestion: 'check the user name and [method_RestrictedInstanceRole] iam_name_pattern',
     })
   if (!role) throw new NotFoundError(`instance role '${instanceRole.name}' not found in IAM`)
+  // Without the account's trust policies the session may assume no role (the compiler warns).
+  const roles = await source.listRoles().catch(() => null)
+  const session = sessionNameFor(localUser)
   const result = await compileSessionPolicy(user, role, {
     compress: options.compress ?? config.method_RestrictedInstanceRole.compress_user_policy,
     disable: options.disable,
     catalog: options.catalog,
     accountId: instanceRole.accountId,
+    roles,
+    session: {name: session, sourceIdentity: config.general.source_identity ? session : null},
   })
   return {
     user: localUser,
@@ -59,6 +67,7 @@ export async function compressUserPolicy(
     size: result.size,
     stages: result.stages,
     warnings: result.warnings,
+    assumableRoles: result.assumableRoles,
   }
 }
 

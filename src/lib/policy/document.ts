@@ -77,6 +77,27 @@ export function validatePolicyDocument(value: unknown): PolicyDocument {
   return doc as unknown as PolicyDocument
 }
 
+/**
+ * What IAM refuses in an identity-based policy (a user, group or role policy, a managed policy,
+ * a permissions boundary, a session policy), or null: every statement needs exactly one of
+ * Action and NotAction and exactly one of Resource and NotResource, and none may name a
+ * Principal. IAM rejects such a document when it is written; reading one in the wider way
+ * (NotAction over Action, say) could only grant more, so it is refused here too.
+ */
+export function identityPolicyProblem(doc: PolicyDocument): string | null {
+  const statements = statementsOf(doc)
+  for (let i = 0; i < statements.length; i++) {
+    const s = statements[i]
+    const which = `statement ${i + 1}${typeof s.Sid === 'string' && s.Sid !== '' ? ` (Sid '${s.Sid}')` : ''}`
+    if (s.Action !== undefined && s.NotAction !== undefined) return `${which} has both Action and NotAction`
+    if (s.Action === undefined && s.NotAction === undefined) return `${which} has neither Action nor NotAction`
+    if (s.Resource !== undefined && s.NotResource !== undefined) return `${which} has both Resource and NotResource`
+    if (s.Resource === undefined && s.NotResource === undefined) return `${which} has neither Resource nor NotResource`
+    if (s.Principal !== undefined || s.NotPrincipal !== undefined) return `${which} names a ${s.Principal !== undefined ? 'Principal' : 'NotPrincipal'}, which only resource-based policies can`
+  }
+  return null
+}
+
 export function statementsOf(doc: PolicyDocument): Statement[] {
   return Array.isArray(doc.Statement) ? doc.Statement : [doc.Statement]
 }

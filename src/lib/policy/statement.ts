@@ -2,6 +2,7 @@
 // flags, and where it came from (for warnings and for passing managed policies by ARN).
 import type {ConditionBlock, Effect, PolicyDocument, Statement} from './document.js'
 import {statementsOf} from './document.js'
+import {escapeForSending} from './size.js'
 
 export interface Origin {
   /** e.g. "user inline policy home-prefix", "group data-science managed policy X" */
@@ -28,33 +29,24 @@ export interface Stmt {
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? [...v] : [v])
 
 /**
- * Normalises a document's statements. Statements an identity policy cannot hold (no Action, no
- * Resource) are returned as `invalid` for the caller to report; IAM would have rejected them.
+ * Normalises a document's statements. The document must be a valid identity policy (see
+ * identityPolicyProblem): the caller refuses the others.
  */
-export function toStmts(doc: PolicyDocument, origin: Origin): {stmts: Stmt[]; invalid: number} {
-  const stmts: Stmt[] = []
-  let invalid = 0
-  for (const s of statementsOf(doc)) {
+export function toStmts(doc: PolicyDocument, origin: Origin): Stmt[] {
+  return statementsOf(doc).map((s) => {
     const notAction = s.NotAction !== undefined
     const notResource = s.NotResource !== undefined
-    const actions = list(notAction ? s.NotAction : s.Action)
-    const resources = list(notResource ? s.NotResource : s.Resource)
-    if ((s.Action === undefined && s.NotAction === undefined) || (s.Resource === undefined && s.NotResource === undefined)) {
-      invalid++
-      continue
-    }
-    stmts.push({
+    return {
       ...(s.Sid !== undefined ? {sid: s.Sid} : {}),
       effect: s.Effect,
-      actions,
+      actions: list(notAction ? s.NotAction : s.Action),
       notAction,
-      resources,
+      resources: list(notResource ? s.NotResource : s.Resource),
       notResource,
       ...(s.Condition && Object.keys(s.Condition).length > 0 ? {condition: structuredClone(s.Condition)} : {}),
       origin,
-    })
-  }
-  return {stmts, invalid}
+    }
+  })
 }
 
 const one = (v: string[]): string | string[] => (v.length === 1 ? v[0] : v)
@@ -72,9 +64,9 @@ export function toStatement(s: Stmt, options: {sid?: boolean} = {}): Statement {
 
 export const POLICY_VERSION = '2012-10-17'
 
-/** The minified policy document for a statement list. */
+/** The minified policy document for a statement list, exactly as it is sent (see escapeForSending). */
 export function renderPolicy(stmts: Stmt[], options: {sid?: boolean} = {}): string {
-  return JSON.stringify({Version: POLICY_VERSION, Statement: stmts.map((s) => toStatement(s, options))})
+  return escapeForSending(JSON.stringify({Version: POLICY_VERSION, Statement: stmts.map((s) => toStatement(s, options))}))
 }
 
 export const sameCondition = (a?: ConditionBlock, b?: ConditionBlock): boolean => canonicalJson(a ?? {}) === canonicalJson(b ?? {})
