@@ -9,6 +9,8 @@ export const ExitCode = {
   notFound: 3,
   accessDenied: 4,
   unavailable: 5,
+  /** The result is printed in full, but the session policy does not fit AWS's limit (`policy compress`). */
+  tooLarge: 6,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 

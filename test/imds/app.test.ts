@@ -642,6 +642,18 @@ describe('the IMDS application', () => {
       assert.ok(h.warnings.includes('counting a credential request failed: the metrics broke'), h.warnings.join('\n'))
     })
 
+    it("audits what the session policy's compiler warned of in the issued record's detail", async () => {
+      h.broker.behaviour.set(users.alice.uid, 'warned')
+      assert.equal((await get(CREDS)).status, 200)
+      assert.deepEqual(
+        h.audits.map((a) => [a.outcome, a.detail]),
+        [['issued', 'the session may not assume role shared; left out 2 Allow statements']],
+      )
+      h.broker.behaviour.set(users.alice.uid, 'issue')
+      await get(CREDS)
+      assert.equal(h.audits[1].detail, null)
+    })
+
     it('answers 500, never the credentials, when the audit line cannot be written', async () => {
       h.failAudit(true)
       const reply = await get(CREDS)

@@ -170,7 +170,8 @@ export function userCredentials(uid: number): Credentials {
   }
 }
 
-export type BrokerBehaviour = 'issue' | 'none' | 'error' | 'throw'
+/** 'warned': issues, with the warnings a session policy's compiler gives. */
+export type BrokerBehaviour = 'issue' | 'warned' | 'none' | 'error' | 'throw'
 
 export interface FakeBroker {
   credentialsFor(user: LocalUser): Promise<IssueOutcome>
@@ -189,7 +190,8 @@ export function fakeBroker(): FakeBroker {
     async credentialsFor(user) {
       calls.push(user)
       switch (behaviour.get(user.uid) ?? 'issue') {
-        case 'issue': {
+        case 'issue':
+        case 'warned': {
           if (!held.has(user.uid)) held.set(user.uid, userCredentials(user.uid))
           const credentials = held.get(user.uid)!
           return {
@@ -200,6 +202,7 @@ export function fakeBroker(): FakeBroker {
             roleArn: `arn:aws:iam::123456789012:role/user-${user.uid}`,
             credentials,
             skipped: [],
+            warnings: behaviour.get(user.uid) === 'warned' ? ['the session may not assume role shared', 'left out 2 Allow statements'] : [],
           }
         }
         case 'none':

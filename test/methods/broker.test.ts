@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict'
 
 import {IAMClient} from '@aws-sdk/client-iam'
-import {STSClient} from '@aws-sdk/client-sts'
+import {AssumeRoleCommand, STSClient} from '@aws-sdk/client-sts'
 
 import {CachedIamSource} from '../../src/lib/aws/cached.js'
 import {LiveIamSource} from '../../src/lib/aws/live.js'
-import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
+import {AccountSnapshot, loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
 import {parseConfig} from '../../src/lib/config/load.js'
 import {CredentialBroker, IssueOutcome} from '../../src/lib/methods/broker.js'
 import {CredentialCache} from '../../src/lib/methods/cache.js'
@@ -39,8 +39,11 @@ describe('the credential chain (through the AWS test double)', () => {
   /** The IAM read cache of the last broker(). */
   let source: CachedIamSource
 
-  async function start(options: {packedPolicyLimit?: number} = {}) {
-    double = await startAwsDouble({snapshot: await loadAccountSnapshot(accountFile), instanceRole: 'analytics-host', ...options})
+  async function start(options: {packedPolicyLimit?: number; edit?: (snapshot: AccountSnapshot) => void} = {}) {
+    const {edit, ...rest} = options
+    const snapshot = await loadAccountSnapshot(accountFile)
+    edit?.(snapshot)
+    double = await startAwsDouble({snapshot, instanceRole: 'analytics-host', ...rest})
     const common = {endpoint: double.url, region: 'us-east-1', credentials: double.instanceCredentials, retryMode: 'adaptive', maxAttempts: 2}
     iam = new IAMClient(common)
     sts = new STSClient(common)
@@ -89,6 +92,47 @@ describe('the credential chain (through the AWS test double)', () => {
     assert.equal(call.result, 'ok')
     assert.ok(call.policy && call.policy.includes('"Statement"'), 'a session policy was sent')
     assert.ok(call.policyArns.includes('arn:aws:iam::aws:policy/AmazonAthenaFullAccess'))
+  })
+
+  it("closes role chaining: carol's session may assume a role her account trusts, never the instance role or alice's role", async () => {
+    // Given carol, who may switch to any role of the account, and a role that trusts the account
+    iam.destroy()
+    sts.destroy()
+    await double.stop()
+    await start({
+      edit: (snapshot) => {
+        snapshot.users.get('carol')!.inline.set('switch-roles', {Version: '2012-10-17', Statement: [{Effect: 'Allow', Action: 'sts:AssumeRole', Resource: 'arn:aws:iam::123456789012:role/*'}]})
+        const template = snapshot.roles.get('user-alice')!
+        snapshot.roles.set('shared-reader', {
+          ...template,
+          name: 'shared-reader',
+          arn: 'arn:aws:iam::123456789012:role/shared-reader',
+          id: 'AROASHAREDREADER0000',
+          tags: {},
+          inline: new Map(),
+          attached: [],
+          trustPolicy: {Version: '2012-10-17', Statement: [{Effect: 'Allow', Principal: {AWS: 'arn:aws:iam::123456789012:root'}, Action: 'sts:AssumeRole'}]},
+        })
+      },
+    })
+    // When her RestrictedInstanceRole session (real SDK, through the double) tries each
+    const outcome = await broker().credentialsFor({name: 'carol', uid: 1003})
+    assert.equal(issuedBy(outcome), 'RestrictedInstanceRole')
+    assert.ok(outcome.ok)
+    const asCarol = new STSClient({endpoint: double.url, region: 'us-east-1', credentials: outcome.credentials, maxAttempts: 1})
+    const attempt = async (roleArn: string) => {
+      try {
+        await asCarol.send(new AssumeRoleCommand({RoleArn: roleArn, RoleSessionName: 'hop'}))
+        return 'ok'
+      } catch (error) {
+        return (error as Error).name
+      }
+    }
+    // Then the instance role (its whole self) and alice's role refuse her, the shared role does not
+    assert.equal(await attempt(INSTANCE_ROLE), 'AccessDenied')
+    assert.equal(await attempt('arn:aws:iam::123456789012:role/user-alice'), 'AccessDenied')
+    assert.equal(await attempt('arn:aws:iam::123456789012:role/shared-reader'), 'ok')
+    asCarol.destroy()
   })
 
   it('gives erin, whose IAM user may do nothing, no credentials at all, never the instance role', async () => {

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
 import {createAwsClients} from '../../lib/aws/clients.js'
-import {InputError} from '../../lib/errors.js'
+import {ExitCode, InputError} from '../../lib/errors.js'
 import {createActionCatalog} from '../../lib/policy/catalog.js'
 import {checkPackedPolicySize, compressUserPolicy, CompressResult} from '../../lib/policy/compress.js'
 import {renderCompress} from '../../lib/render/policy-compress.js'
@@ -13,7 +13,8 @@ export default class PolicyCompressCommand extends BaseCommand {
   static override description =
     'Compiles the IAM user\'s policies and permissions boundary against the instance role into the inline Policy and ' +
     'PolicyArns of AssumeRole, measuring each compiler stage against the 2,048-character limit. Without compression ' +
-    '([method_RestrictedInstanceRole] compress_user_policy = False, or --no-compress) only the correctness steps run.'
+    '([method_RestrictedInstanceRole] compress_user_policy = False, or --no-compress) only the correctness steps run. ' +
+    'Exits 6 (after printing it) when the policy does not fit.'
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> bob',
@@ -46,6 +47,8 @@ export default class PolicyCompressCommand extends BaseCommand {
     })
     if (flags['live-check']) result.liveCheck = await checkPackedPolicySize(createAwsClients({env: process.env}).sts, result)
     if (!this.jsonEnabled()) this.log(renderCompress(result))
+    // The policy is shown whole either way; the exit code says it cannot be used as it is.
+    if (!result.size.fits) process.exitCode = ExitCode.tooLarge
     return result
   }
 }

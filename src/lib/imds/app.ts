@@ -75,7 +75,10 @@ export interface AuditRecord {
    */
   outcome: 'issued' | 'none' | 'error' | 'denied' | 'upstream'
   latencyMs: number
-  /** Why, for every outcome but issued: the chain's skip reasons or error message. */
+  /**
+   * Why, for every outcome but issued: the chain's skip reasons or error message. For issued:
+   * what the session policy's compiler warned of (statements left out, denied or changed), or null.
+   */
   detail: string | null
 }
 
@@ -435,7 +438,7 @@ export class ImdsApp {
         served.lastUpdated,
         extended ? accountOf(credentials.arn, outcome.roleArn) : undefined,
       )
-      record('issued', null, {
+      record('issued', outcome.warnings.length > 0 ? outcome.warnings.join('; ') : null, {
         method: outcome.method,
         roleArn: outcome.roleArn,
         accessKeyId: credentials.accessKeyId,

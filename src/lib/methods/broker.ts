@@ -12,7 +12,7 @@ import {assumeRole, Credentials, NotForUser, requestKey} from './credentials.js'
 import {ChainSoFar, MethodDeps, prepare, Prepared} from './methods.js'
 
 export type IssueOutcome =
-  | {ok: true; user: LocalUser; chain: Chain; method: MethodName; roleArn: string; credentials: Credentials; skipped: Skip[]}
+  | {ok: true; user: LocalUser; chain: Chain; method: MethodName; roleArn: string; credentials: Credentials; skipped: Skip[]; warnings: string[]}
   | {ok: false; user: LocalUser; chain: Chain; skipped: Skip[]; error: {method: MethodName; message: string} | null}
 
 export interface Skip {
@@ -49,8 +49,8 @@ export class CredentialBroker {
     const soFar: ChainSoFar = {}
     for (const method of chain.methods) {
       try {
-        const {credentials, roleArn} = await this.issue(method, user, soFar)
-        return {ok: true, user, chain, method, roleArn, credentials, skipped}
+        const {credentials, roleArn, warnings} = await this.issue(method, user, soFar)
+        return {ok: true, user, chain, method, roleArn, credentials, skipped, warnings}
       } catch (error) {
         if (error instanceof NotForUser) {
           if (error.warning) this.deps.warn(error.warning)
@@ -59,7 +59,7 @@ export class CredentialBroker {
             // The Python tool's behaviour with fail_safe = False: the instance's own credentials.
             this.deps.warn(`InstanceRole for ${user.name}: ${error.reason}; fail_safe = False, so handing out the instance role's own credentials`)
             const credentials = await this.deps.instanceCredentials()
-            return {ok: true, user, chain, method, roleArn: (await this.deps.source.getInstanceRole()).arn, credentials, skipped}
+            return {ok: true, user, chain, method, roleArn: (await this.deps.source.getInstanceRole()).arn, credentials, skipped, warnings: []}
           }
           skipped.push({method, reason: error.reason})
           continue
@@ -70,12 +70,12 @@ export class CredentialBroker {
     return {ok: false, user, chain, skipped, error: null}
   }
 
-  private async issue(method: MethodName, user: LocalUser, soFar: ChainSoFar): Promise<{credentials: Credentials; roleArn: string}> {
+  private async issue(method: MethodName, user: LocalUser, soFar: ChainSoFar): Promise<{credentials: Credentials; roleArn: string; warnings: string[]}> {
     const sts = this.deps.sts
     if (!sts) throw new NotForUser('offline: no AWS access to issue credentials')
     const plan = this.planFor(method, user, soFar) ?? (await this.plan(sts, method, user, soFar))
     const credentials = await this.cache.get(plan.key, plan.issue)
-    return {credentials, roleArn: plan.prepared.request.roleArn}
+    return {credentials, roleArn: plan.prepared.request.roleArn, warnings: plan.prepared.compiled?.warnings ?? []}
   }
 
   /**

@@ -17,6 +17,8 @@ export interface ResolveStep {
   outcome: 'issue' | 'skip' | 'error'
   reason: string
   roleArn?: string
+  /** RestrictedInstanceRole: the compiler's warnings (statements left out, denied or changed). */
+  warnings?: string[]
 }
 
 export interface ResolveResult {
@@ -80,10 +82,11 @@ const explain: Record<MethodName, Explain> = {
     const compiled = await compileFor(deps, user.name, policies, rolePolicies)
     const size = `${compiled.size.compressed} of ${compiled.size.limit} characters${compiled.policyArns.length ? `, ${compiled.policyArns.length} policy ARN${compiled.policyArns.length === 1 ? '' : 's'}` : ''}`
     if (!compiled.grantsAnything) return {...step, outcome: 'skip', reason: `nothing of IAM user ${iamName}'s permissions lies within the instance role`, identified}
-    if (!compiled.size.fits) return {...step, outcome: 'skip', reason: `the session policy is too large: ${size}`, identified}
+    if (!compiled.size.fits) return {...step, outcome: 'skip', reason: `the session policy is too large: ${size}`, identified, warnings: compiled.warnings}
     const self = trustAdmits(rolePolicies.role.trustPolicy, instance.arn, instance.accountId)
-    if (!self.allowed) return {...step, outcome: 'skip', reason: `the instance role does not trust itself, so it cannot assume itself with a session policy: ${self.how}`}
-    return {...step, outcome: 'issue', reason: `would assume the instance role with IAM user ${iamName}'s session policy (${size})`}
+    const warnings = compiled.warnings.length > 0 ? {warnings: compiled.warnings} : {}
+    if (!self.allowed) return {...step, ...warnings, outcome: 'skip', reason: `the instance role does not trust itself, so it cannot assume itself with a session policy: ${self.how}`}
+    return {...step, ...warnings, outcome: 'issue', reason: `would assume the instance role with IAM user ${iamName}'s session policy (${size})`}
   },
 
   async InstanceRole(deps, _user, instance, soFar) {

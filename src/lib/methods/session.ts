@@ -46,7 +46,7 @@ export function describeInstanceRoleDenied(config: Config): string {
   const options = config.method_InstanceRole
   const parts = [
     options.deny_assumerole && 'role chaining (sts:AssumeRole)',
-    options.deny_iam_writes && 'IAM writes and iam:PassRole',
+    options.deny_iam_writes && 'IAM writes (iam:PassRole among them)',
     options.deny_secretsmanager && 'secretsmanager:*',
     options.deny_actions.length > 0 && options.deny_actions.join(', '),
   ].filter((p): p is string => typeof p === 'string')

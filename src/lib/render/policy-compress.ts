@@ -4,13 +4,14 @@ import {renderTable, style} from './text.js'
 
 const STAGE_TITLES: Record<string, string> = {
   naive: 'naive (every statement as written)',
-  variables: 'a. principal variables resolved',
+  variables: 'a. principal keys decided',
   boundary: 'b. permissions boundary folded in',
-  prune: 'c. pruned against the instance role',
-  merge: 'd. statements merged',
-  wildcards: 'e. actions collapsed to wildcards',
-  'policy-arns': 'f. managed policies by ARN',
-  minify: 'g. minified (final)',
+  chaining: 'c. role chaining denied',
+  prune: 'd. pruned against the instance role',
+  merge: 'e. statements merged',
+  wildcards: 'f. actions collapsed to wildcards',
+  'policy-arns': 'g. managed policies by ARN',
+  minify: 'h. minified (final)',
 }
 
 export function renderCompress(r: CompressResult): string {
@@ -28,6 +29,10 @@ export function renderCompress(r: CompressResult): string {
     r.policyArns.length > 0 ? '(none: the policy ARNs below carry every permission)' : '(none: nothing of the user’s permissions remains within the instance role)'
   out.push('', style.heading('Policy'), r.policy ?? style.dim(noPolicy))
   if (r.policyArns.length > 0) out.push('', style.heading('Policy ARNs'), ...r.policyArns)
+  out.push(
+    '',
+    `${style.heading('Roles the session may assume:')} ${r.assumableRoles.length > 0 ? r.assumableRoles.join(', ') : style.dim('none')}`,
+  )
   if (r.liveCheck)
     out.push(
       '',

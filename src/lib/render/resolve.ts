@@ -16,7 +16,12 @@ export function renderResolve(r: ResolveResult, rule?: string): string {
     `${style.heading('Chain')} ${r.chain.join(' → ')} ${style.dim(`from ${SOURCE[r.chainSource]}${rule ? ` (${rule})` : ''}`)}`,
     renderTable(
       ['#', 'method', 'outcome', 'reason'],
-      r.steps.map((s, i) => [i + 1, s.method, OUTCOME[s.outcome], wrap(s.reason + (s.roleArn ? `\n${style.dim(s.roleArn)}` : ''))]),
+      r.steps.map((s, i) => [
+        i + 1,
+        s.method,
+        OUTCOME[s.outcome],
+        wrap(s.reason + (s.roleArn ? `\n${style.dim(s.roleArn)}` : '') + (s.warnings ?? []).map((w) => `\n${style.warn('!')} ${w}`).join('')),
+      ]),
     ),
   ]
   out.push(

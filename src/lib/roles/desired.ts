@@ -6,6 +6,7 @@ import {byName, InstanceRole, ManagedPolicy, UserPolicies} from '../aws/model.js
 import type {Config} from '../config/schema.js'
 import {resolvePolicyForUser} from '../policy/compiler.js'
 import {PolicyDocument, statementsOf} from '../policy/document.js'
+import {escapeForSending} from '../policy/size.js'
 import {conditionEntries, hasPrincipalVariable, isPrincipalKey} from '../policy/principal.js'
 
 /** The tag that marks a role as ours; a role without it is never touched unless adopted. */
@@ -27,7 +28,7 @@ export interface DesiredInline {
   /** `user.NAME`, `group.GROUP.NAME` or `managed.NAME`. */
   name: string
   document: PolicyDocument
-  /** The minified JSON sent to IAM; its length is what the inline quota counts. */
+  /** The minified JSON sent to IAM (characters above U+00FF escaped); its length is what the inline quota counts. */
   text: string
 }
 
@@ -126,7 +127,8 @@ export function desiredRole(user: UserPolicies, context: DesiredRoleContext): De
     warnings.push(...resolved.warnings)
     // null: no statement can ever apply to the user (e.g. a condition on another user name).
     if (resolved.document === null) return
-    inline.push({name, document: resolved.document, text: JSON.stringify(resolved.document)})
+    // As sent: IAM takes policy text only up to U+00FF, so the rest goes as \uXXXX (and counts so).
+    inline.push({name, document: resolved.document, text: escapeForSending(JSON.stringify(resolved.document))})
   }
 
   for (const p of user.inline) copy(`user.${p.name}`, p.document, `user inline policy ${p.name}`)

@@ -37,6 +37,12 @@ export type DocumentKind = 'identity' | 'trust' | 'session'
  * Principal; trust policies need a Principal; session policies are checked like identity ones.
  */
 export function readPolicyDocument(text: string, kind: DocumentKind): PolicyDocument {
+  // Every IAM and STS policy parameter has this pattern: tab, LF, CR and U+0020 to U+00FF.
+  if (!/^[\u0009\u000A\u000D\u0020-\u00FF]+$/.test(text))
+    throw new AwsError(
+      'ValidationError',
+      `1 validation error detected: Value at '${kind === 'session' ? 'policy' : kind === 'trust' ? 'assumeRolePolicyDocument' : 'policyDocument'}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+`,
+    )
   let json: unknown
   try {
     json = JSON.parse(text)
@@ -54,6 +60,8 @@ export function readPolicyDocument(text: string, kind: DocumentKind): PolicyDocu
   for (const st of statementsOf(doc)) {
     if (!('Action' in st) && !('NotAction' in st))
       throw new AwsError('MalformedPolicyDocument', 'Policy statement must contain actions.')
+    if ('Action' in st && 'NotAction' in st) throw new AwsError('MalformedPolicyDocument', 'Statement cannot have both Action and NotAction.')
+    if ('Resource' in st && 'NotResource' in st) throw new AwsError('MalformedPolicyDocument', 'Statement cannot have both Resource and NotResource.')
     const hasPrincipal = 'Principal' in st || 'NotPrincipal' in st
     if (kind === 'trust') {
       if (!hasPrincipal)

@@ -3,6 +3,7 @@
 import {randomBytes, randomInt} from 'node:crypto'
 
 import type {SnapshotRole} from '../../../src/lib/aws/snapshot.js'
+import type {PolicyDocument} from '../../../src/lib/policy/document.js'
 
 export interface SessionCredentials {
   accessKeyId: string
@@ -23,6 +24,8 @@ export interface Session extends SessionCredentials {
   userId: string
   expiration: Date
   sourceIdentity?: string
+  /** The session policies it was issued with (inline and by ARN); undefined: none, the role's permissions. */
+  sessionPolicies?: PolicyDocument[]
 }
 
 const UPPER_ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
@@ -47,7 +50,7 @@ export class SessionStore {
 
   constructor(private readonly defaultAccountId: string) {}
 
-  issue(role: SnapshotRole, sessionName: string, expiration: Date, sourceIdentity?: string): Session {
+  issue(role: SnapshotRole, sessionName: string, expiration: Date, sourceIdentity?: string, sessionPolicies?: PolicyDocument[]): Session {
     const accountId = accountOfArn(role.arn) ?? this.defaultAccountId
     const session: Session = {
       // Temporary credentials always start ASIA; 16 more characters like the real ones.
@@ -63,6 +66,7 @@ export class SessionStore {
       userId: `${role.id}:${sessionName}`,
       expiration,
       sourceIdentity,
+      sessionPolicies,
     }
     this.byKey.set(session.accessKeyId, session)
     return session

@@ -6,6 +6,9 @@ import {readPolicyDocument} from './documents.js'
 import {AwsError, checked, integer, memberList, Params, tagList} from './protocol.js'
 import type {AssumeRoleRecord, Handler, RequestContext} from './state.js'
 import {evaluateTrust, TrustCaller} from './trust.js'
+import type {PolicyDocument} from '../../../src/lib/policy/document.js'
+import {evaluatePolicies} from '../iam-eval/index.js'
+import type {Session} from './sessions.js'
 
 /** A session assumed by another role session (and instance credentials are one) lasts an hour at most. */
 export const ROLE_CHAINING_LIMIT_SECONDS = 3600
@@ -102,6 +105,16 @@ function assumeRole({params, caller, state}: RequestContext) {
   for (const action of actions)
     if (evaluateTrust(role.trustPolicy, action, who) !== 'allowed')
       throw notAuthorized(caller.arn, action, roleArn)
+  // A caller that is itself a session with session policies may do only what they allow: role
+  // chaining from a RestrictedInstanceRole session is judged here (the role's own permissions
+  // are taken as allowing it, as a trust policy naming the role would).
+  if (caller.sessionPolicies)
+    for (const action of actions)
+      if (!sessionPoliciesAllow(caller, action, roleArn))
+        throw new AwsError(
+          'AccessDenied',
+          `User: ${caller.arn} is not authorized to perform: ${action} on resource: ${roleArn} because no session policy allows the ${action} action`,
+        )
 
   // Every caller the double knows is a role session, so every AssumeRole is role chaining.
   if (duration > ROLE_CHAINING_LIMIT_SECONDS)
@@ -133,7 +146,11 @@ function assumeRole({params, caller, state}: RequestContext) {
 
   const expiration = new Date(state.now().getTime() + duration * 1000)
   // A source identity, once set, carries into every chained session.
-  const session = state.sessions.issue(role, sessionName, expiration, sourceIdentity ?? caller.sourceIdentity)
+  const sessionPolicies =
+    policy !== undefined || policyArns.length > 0
+      ? [...(policy ? [policy] : []), ...policyArns.map((arn) => managedDocument(state, arn))]
+      : undefined
+  const session = state.sessions.issue(role, sessionName, expiration, sourceIdentity ?? caller.sourceIdentity, sessionPolicies)
   return {
     Credentials: {
       AccessKeyId: session.accessKeyId,
@@ -144,6 +161,35 @@ function assumeRole({params, caller, state}: RequestContext) {
     AssumedRoleUser: {AssumedRoleId: session.userId, Arn: session.arn},
     PackedPolicySize: packed,
     SourceIdentity: sourceIdentity,
+  }
+}
+
+function managedDocument(state: RequestContext['state'], arn: string): PolicyDocument {
+  const found = state.snapshot.policies.get(arn)
+  if (!found) throw new AwsError('NoSuchEntity', `Policy ${arn} does not exist or is not attachable.`)
+  return found.versions.get(found.defaultVersionId)!.document
+}
+
+/** The referee's evaluation of the caller's session policies, with the session's own context keys; anything it cannot read refuses. */
+function sessionPoliciesAllow(caller: Session, action: string, resource: string): boolean {
+  try {
+    return (
+      evaluatePolicies(caller.sessionPolicies!, {
+        action,
+        resource,
+        context: {
+          'aws:userid': caller.userId,
+          'aws:PrincipalArn': caller.roleArn,
+          'aws:PrincipalType': 'AssumedRole',
+          'aws:PrincipalAccount': caller.accountId,
+          'aws:MultiFactorAuthPresent': 'false',
+          'aws:TokenIssueTime': new Date(caller.expiration.getTime() - 3_600_000).toISOString(),
+          ...(caller.sourceIdentity ? {'aws:SourceIdentity': caller.sourceIdentity} : {}),
+        },
+      }) === 'Allow'
+    )
+  } catch {
+    return false
   }
 }
 
