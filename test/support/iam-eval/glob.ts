@@ -20,18 +20,21 @@ function escapeRegExp(text: string): string {
 }
 
 function regexFor(parts: readonly Part[], ignoreCase: boolean): RegExp {
-  let source = ''
-  for (const part of parts) {
-    if (!part.wild) {
-      source += escapeRegExp(part.text)
-      continue
-    }
-    for (const ch of part.text)
-      source += ch === '*' ? '[\\s\\S]*' : ch === '?' ? '[\\s\\S]' : escapeRegExp(ch)
-  }
-  const cacheKey = (ignoreCase ? 'i' : 's') + source
+  // The key names each part's kind and length, so no two patterns share one; the RegExp is
+  // built only the first time (building it is most of a probe's cost).
+  let cacheKey = ignoreCase ? 'i' : 's'
+  for (const part of parts) cacheKey += `${part.wild ? 'w' : 'l'}${part.text.length}:${part.text}`
   let re = regexCache.get(cacheKey)
   if (!re) {
+    let source = ''
+    for (const part of parts) {
+      if (!part.wild) {
+        source += escapeRegExp(part.text)
+        continue
+      }
+      for (const ch of part.text)
+        source += ch === '*' ? '[\\s\\S]*' : ch === '?' ? '[\\s\\S]' : escapeRegExp(ch)
+    }
     re = new RegExp(`^${source}$`, ignoreCase ? 'iu' : 'u')
     regexCache.set(cacheKey, re)
   }
@@ -47,9 +50,20 @@ export function matchParts(parts: readonly Part[], subject: string, ignoreCase =
   return regexFor(parts, ignoreCase).test(subject)
 }
 
+const globCache = {exact: new Map<string, RegExp | null>(), ignoringCase: new Map<string, RegExp | null>()}
+
 /** Whether `subject` matches the plain wildcard pattern `pattern` (every `*` and `?` is a wildcard). */
 export function matchGlob(pattern: string, subject: string, ignoreCase = false): boolean {
-  return matchParts([{text: pattern, wild: true}], subject, ignoreCase)
+  // The probe generator asks this of thousands of actions per pattern: one RegExp per pattern.
+  const cache = ignoreCase ? globCache.ignoringCase : globCache.exact
+  let re = cache.get(pattern)
+  if (re === undefined) {
+    re = hasWildcard(pattern) ? regexFor([{text: pattern, wild: true}], ignoreCase) : null
+    if (cache.size > 100_000) cache.clear()
+    cache.set(pattern, re)
+  }
+  if (re === null) return ignoreCase ? pattern.toLowerCase() === subject.toLowerCase() : pattern === subject
+  return re.test(subject)
 }
 
 /** The text of the parts with wildcards left in, e.g. for StringEquals, where `*` is just a character. */

@@ -114,9 +114,15 @@ function stableContext(context: ContextMap): string {
   )
 }
 
+const serviceOfArnCache = new Map<string, string | undefined>()
+
 function serviceOfArn(arn: string): string | undefined {
+  if (serviceOfArnCache.has(arn)) return serviceOfArnCache.get(arn)
   const parts = splitAtColons(arn, 5)
-  return parts && parts[0] === 'arn' ? parts[2].toLowerCase() : undefined
+  const service = parts && parts[0] === 'arn' ? parts[2].toLowerCase() : undefined
+  if (serviceOfArnCache.size > 100_000) serviceOfArnCache.clear()
+  serviceOfArnCache.set(arn, service)
+  return service
 }
 
 // ---- the action catalog ---------------------------------------------------------------------
