@@ -388,11 +388,18 @@ function closeRoleChaining(
   const assumable: string[] = []
   const refused: string[] = []
   for (const role of roles) {
-    const allowed = chaining.some((a) => mayChain.some((s) => mayApplyOn(s, a, role.arn)))
-    const reading = readTrust(role.trustPolicy, 'sts:AssumeRole', principals.session, principals.user)
-    if (allowed && reading.alike) assumable.push(role.arn)
-    // The user may assume it (his policies allow it, or its trust names him directly), the session may not.
-    else if (reading.sessionMay && (allowed ? reading.userMay : reading.userDirect)) refused.push(role.name)
+    // Per action: whether the session's policy may allow it on the role, and how the trust reads it.
+    const per = chaining.map((a, i) => ({
+      allowed: mayChain.some((s) => mayApplyOn(s, a, role.arn)),
+      reading: readTrust(role.trustPolicy, CHAINING_ACTIONS[i], principals.session, principals.user),
+    }))
+    // Exempt from the Deny only when every action the session may ask for is judged alike.
+    const exempt = per[0].allowed && per.every(({allowed, reading}) => !allowed || reading.alike)
+    // The user may and the session may not: the trust names the user directly (he needs no
+    // identity policy, the session needs its session policy's Allow), or it is not alike.
+    const userOnly = per.some(({allowed, reading}) => reading.sessionMay && (reading.userDirect || (allowed && !exempt && reading.userMay)))
+    if (exempt) assumable.push(role.arn)
+    if (userOnly) refused.push(role.name)
   }
   if (refused.length > 0)
     warnings.push(
