@@ -25,7 +25,7 @@ function parseUnit(text: string): Map<string, Map<string, string[]>> {
       sections.set(section[1], current)
       continue
     }
-    const setting = /^([A-Za-z]+)=(.*)$/.exec(trimmed)
+    const setting = /^([A-Za-z0-9]+)=(.*)$/.exec(trimmed)
     assert.ok(setting && current, `not a setting in a section: ${line}`)
     current.set(setting[1], [...(current.get(setting[1]) ?? []), setting[2]])
   }
@@ -51,11 +51,12 @@ describe('packaging/ec2userkeyd.service', () => {
     assert.deepEqual(service.get('Restart'), ['on-failure'])
     // And it is ordered before logins, after the network, and wanted by multi-user.target
     assert.deepEqual(unit.get('Unit')!.get('Before'), ['systemd-user-sessions.service'])
-    assert.deepEqual(unit.get('Unit')!.get('After'), ['network-online.target'])
-    assert.deepEqual(unit.get('Unit')!.get('Wants'), ['network-online.target'])
+    assert.deepEqual(unit.get('Unit')!.get('After'), ['network-online.target ec2userkeyd-intercept.service ec2userkeyd.socket'])
+    assert.deepEqual(unit.get('Unit')!.get('Wants'), ['network-online.target ec2userkeyd-intercept.service ec2userkeyd.socket'])
     assert.deepEqual(unit.get('Install')!.get('WantedBy'), ['multi-user.target'])
-    // And /run/ec2userkeyd exists for admin_listen's socket
+    // And /run/ec2userkeyd exists for admin_listen's socket, and stays when it stops (the socket unit's is there)
     assert.deepEqual(service.get('RuntimeDirectory'), ['ec2userkeyd'])
+    assert.deepEqual(service.get('RuntimeDirectoryPreserve'), ['yes'])
   })
 
   it('sandboxes the daemon without taking away what it needs', () => {
@@ -99,24 +100,28 @@ describe('packaging/ec2userkeyd.service', () => {
       assert.equal(service.get(key), undefined, `${key}= must not be set`)
   })
 
-  it('passes `systemd-analyze verify`', function () {
+  it('passes `systemd-analyze verify`, with its socket and its early interception', function () {
     if (spawnSync('sh', ['-c', 'command -v systemd-analyze']).status !== 0) {
       console.log('      (skipped: systemd-analyze is not installed; apt-get install systemd)')
       return this.skip()
     }
-    // Given the unit with ExecStart pointed at this checkout's bin/run.js: verify insists that
+    // Given the units with their ExecStart pointed at this checkout's bin/run.js: verify insists that
     // every Exec*= program exists, and /usr/local/bin/ec2userkeyd only does once it is installed.
     // Everything else, ExecStartPre's /bin/sh and ExecReload's /bin/kill included, is checked as it stands.
     const dir = mkdtempSync(join(tmpdir(), 'ec2userkeyd-unit-'))
     try {
-      const copy = join(dir, 'ec2userkeyd.service')
-      writeFileSync(copy, text.replace(EXEC_START, `ExecStart="${join(repoRoot, 'bin', 'run.js')}" serve`))
-      // When systemd checks it
-      const result = spawnSync('systemd-analyze', ['verify', '--man=no', copy], {
+      const run = `"${join(repoRoot, 'bin', 'run.js')}"`
+      const copies = ['ec2userkeyd.service', 'ec2userkeyd.socket', 'ec2userkeyd-intercept.service'].map((name) => {
+        const copy = join(dir, name)
+        writeFileSync(copy, readFileSync(join(repoRoot, 'packaging', name), 'utf8').replaceAll('/usr/local/bin/ec2userkeyd', run))
+        return copy
+      })
+      // When systemd checks them
+      const result = spawnSync('systemd-analyze', ['verify', '--man=no', ...copies], {
         encoding: 'utf8',
         timeout: 60_000,
       })
-      // Then it loads without an error or a warning (verify exits 0 on unknown keys, but names them)
+      // Then they load without an error or a warning (verify exits 0 on unknown keys, but names them)
       assert.equal(result.error, undefined, String(result.error))
       assert.equal(result.status, 0, result.stderr)
       assert.equal(result.stderr, '')
@@ -124,5 +129,30 @@ describe('packaging/ec2userkeyd.service', () => {
     } finally {
       rmSync(dir, {recursive: true, force: true})
     }
+  })
+})
+
+describe('packaging/ec2userkeyd.socket and ec2userkeyd-intercept.service', () => {
+  const socket = parseUnit(readFileSync(join(repoRoot, 'packaging', 'ec2userkeyd.socket'), 'utf8'))
+  const intercept = parseUnit(readFileSync(join(repoRoot, 'packaging', 'ec2userkeyd-intercept.service'), 'utf8'))
+
+  it('holds the metadata listeners (IPv4 and IPv6) and the admin socket for ec2userkeyd.service, root only', () => {
+    assert.deepEqual(socket.get('Socket')!.get('ListenStream'), ['127.0.0.1:808', '[::1]:808', '/run/ec2userkeyd/admin.sock'])
+    assert.deepEqual(socket.get('Socket')!.get('SocketMode'), ['0600'])
+    assert.deepEqual(socket.get('Socket')!.get('Service'), ['ec2userkeyd.service'])
+    assert.deepEqual(socket.get('Install')!.get('WantedBy'), ['sockets.target'])
+  })
+
+  it('installs the interception at boot before the network and user sessions, and never removes it when stopped', () => {
+    const unit = intercept.get('Unit')!
+    const service = intercept.get('Service')!
+    assert.deepEqual(service.get('ExecStart'), ['/usr/local/bin/ec2userkeyd intercept install'])
+    assert.deepEqual(service.get('Type'), ['oneshot'])
+    assert.deepEqual(service.get('RemainAfterExit'), ['yes'])
+    assert.equal(service.get('ExecStop'), undefined, 'only `intercept remove` takes the rules out')
+    assert.deepEqual(unit.get('DefaultDependencies'), ['no'])
+    for (const before of ['network-pre.target', 'systemd-user-sessions.service', 'ec2userkeyd.socket', 'ec2userkeyd.service'])
+      assert.ok(unit.get('Before')![0].split(' ').includes(before), before)
+    assert.deepEqual(intercept.get('Install')!.get('WantedBy'), ['sysinit.target'])
   })
 })

@@ -11,3 +11,9 @@ export const iamFlags = {
     helpValue: 'NAME|ARN',
   }),
 }
+
+/** Where the interception sends users: the same flags as `serve`'s. */
+export const listenerFlags = {
+  port: Flags.integer({summary: 'The daemon\'s port that nat sends to (default: [general] daemon_port).', min: 1, max: 65535}),
+  host: Flags.string({summary: 'The daemon\'s IPv4 address that nat sends to.', default: '127.0.0.1'}),
+}

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {LOG_LEVELS, LogLevel} from '../lib/config/schema.js'
+import {passedSockets} from '../lib/daemon/activation.js'
 import {DEFAULT_HOST, runDaemon} from '../lib/daemon/lifecycle.js'
 import {streamSink} from '../lib/daemon/log.js'
 import {syslogSink} from '../lib/daemon/syslog.js'
@@ -16,9 +17,12 @@ export default class ServeCommand extends BaseCommand {
     'Answers instance-metadata requests on 127.0.0.1:[general] daemon_port: credential requests with credentials for the UNIX ' +
     'user who owns the connection (through the credential chain), everything else from the real IMDS. SIGHUP reloads the ' +
     'configuration (a bad one is refused and the running one stays); SIGTERM and SIGINT finish what is in flight and exit 0. ' +
-    'Once listening, it installs the iptables rules (chain EC2USERKEYD in the nat and filter tables, and the same with ip6tables ' +
-    'where the host has IPv6) that send every non-root connection to 169.254.169.254:80 to it, and removes them on SIGTERM and ' +
-    'SIGINT unless [general] keep_rules_on_exit = True. Under systemd (NOTIFY_SOCKET) it says READY=1 once the rules are in. ' +
+    'Before anything else it installs the iptables rules (chain EC2USERKEYD in the nat and filter tables, EC2USERKEYD-FWD for ' +
+    'forwarded traffic, the same with ip6tables where the host has IPv6) that send every non-root connection to ' +
+    '169.254.169.254:80 to it, and leaves them when it exits, cleanly, by a crash or after a failed start (unless [general] ' +
+    'keep_rules_on_exit = False): while no daemon listens, users are refused, never passed to the real IMDS. It listens on the ' +
+    'sockets systemd passes (ec2userkeyd.socket), or itself on ports no user can bind. Under systemd (NOTIFY_SOCKET) it says ' +
+    'READY=1 once it serves. ' +
     "The Python tool's `ec2userkeyd [-f FILE] [-d] [-v] daemon` runs this command."
 
   static override examples = [
@@ -42,13 +46,17 @@ export default class ServeCommand extends BaseCommand {
       allowNo: true,
     }),
     'print-rules': Flags.boolean({summary: 'Print the iptables and ip6tables commands that install the rules, and exit.'}),
+    'allow-unprivileged-port': Flags.boolean({
+      summary: 'Listen on a port any user could bind (tests only).',
+      description: 'Without it, a listener on a port from net.ipv4.ip_unprivileged_port_start (1024) up is refused: a user holding it while the daemon is down would answer for it.',
+    }),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ServeCommand)
     const config = await this.loadConfig(flags)
     if (flags['print-rules']) {
-      const rules = {listenPort: flags.port ?? config.general.daemon_port, daemonUid: process.getuid!(), listenAddress: redirectAddress(flags.host)}
+      const rules = {listenPort: flags.port ?? config.general.daemon_port, daemonUid: process.getuid!(), listenAddress: redirectAddress(flags.host), forwarded: config.general.forwarded_imds}
       const {iptables} = config.general
       for (const [family, binary] of [[4, iptables], [6, ip6tablesFor(iptables)]] as const)
         for (const args of interceptionRules({...rules, family})) this.log(commandLine(binary, args))
@@ -69,6 +77,8 @@ export default class ServeCommand extends BaseCommand {
       env: process.env,
       signals: process,
       outputs: {console: streamSink(process.stderr), syslog: () => syslogSink()},
+      sockets: passedSockets(process.env, process.pid),
+      allowUnprivilegedPort: flags['allow-unprivileged-port'],
     })
   }
 }

@@ -11,6 +11,8 @@ export const ExitCode = {
   unavailable: 5,
   /** The result is printed in full, but the session policy does not fit AWS's limit (`policy compress`). */
   tooLarge: 6,
+  /** `intercept status`: a non-root metadata request would reach the real IMDS. */
+  exposed: 7,
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 

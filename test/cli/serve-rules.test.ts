@@ -53,6 +53,9 @@ describe('ec2userkeyd serve and its iptables rules', () => {
         ...pass.map((rule) => `${binary} -t filter -A EC2USERKEYD ${rule}`),
         `${binary} -t filter -A EC2USERKEYD ${match} -m owner --socket-exists -j REJECT --reject-with tcp-reset`,
         `${binary} -t filter -I OUTPUT 1 ${match} -j EC2USERKEYD`,
+        `${binary} -t filter -N EC2USERKEYD-FWD`,
+        `${binary} -t filter -A EC2USERKEYD-FWD ${match} -j REJECT --reject-with tcp-reset`,
+        `${binary} -t filter -I FORWARD 1 ${match} -j EC2USERKEYD-FWD`,
       ]
     }
     assert.deepEqual(stdout.trimEnd().split('\n'), [
@@ -129,7 +132,7 @@ describe('ec2userkeyd serve and its iptables rules', () => {
     assert.match(printed.stdout, /-j DNAT --to-destination 127\.0\.0\.1:8808/)
   })
 
-  it('installs the rules once listening, removes them on SIGTERM, keeps them if told, replaces them after kill -9', async function () {
+  it('installs the rules before it listens, removes them on SIGTERM when told, keeps them by default, replaces them after kill -9', async function () {
     this.timeout(120_000)
     const missing = netnsMissing(['unshare', 'ip', 'iptables'])
     if (missing) return skipBecause(this, missing)
@@ -147,14 +150,14 @@ describe('ec2userkeyd serve and its iptables rules', () => {
     const jumps = (listing: string) =>
       listing.split('\n').filter((l) => l.startsWith('-A OUTPUT') && l.endsWith('-j EC2USERKEYD')).length
 
-    // Installed only once the listener accepts connections
-    assert.deepEqual(r.started.order, ['listening', 'interception installed'])
+    // Installed before anything else: before the daemon listens (meanwhile users are refused)
+    assert.deepEqual(r.started.order, ['interception installed', 'listening'])
     assert.deepEqual([jumps(r.started.nat), jumps(r.started.filter)], [1, 1])
     // nobody's metadata requests reach the daemon (the instance role's name, not the stand-in's answer); root's pass
     assert.deepEqual(r.started.traffic, {nobody: '200 analytics-host', root: '200 real imds'})
     if ('skipped' in r.started.ipv6) console.log(`      (IPv6 part skipped: ${r.started.ipv6.skipped})`)
     else assert.equal(r.started.ipv6.nobody, '200 analytics-host')
-    // SIGTERM: exit 0, nothing of ours left, nobody reaches IMDS again
+    // SIGTERM with keep_rules_on_exit = False: exit 0, nothing of ours left, nobody reaches IMDS again
     assert.equal(r.stopped.exit, 0)
     assert.deepEqual(r.stopped.ours, [])
     assert.equal(r.stopped.nobody, '200 real imds')
@@ -228,9 +231,9 @@ async function ask(uid, host = '169.254.169.254') {
   return out.trim()
 }
 
-/** The built serve; waits until its log says the interception is installed (or kept). */
+/** The built serve; waits until its log says the interception is installed and it listens. */
 async function serve(config) {
-  const child = track(spawn(process.execPath, ['bin/run.js', 'serve', '--config', config, '--port', '8808', '--upstream', 'http://169.254.169.254',
+  const child = track(spawn(process.execPath, ['bin/run.js', 'serve', '--allow-unprivileged-port', '--config', config, '--port', '8808', '--upstream', 'http://169.254.169.254',
     '--instance-role', 'arn:aws:iam::123456789012:role/analytics-host'], {stdio: ['ignore', 'ignore', 'pipe']}))
   const daemon = {child, log: ''}
   child.stderr.on('data', (c) => (daemon.log += c))
@@ -249,6 +252,7 @@ async function serve(config) {
     return code
   }
   await daemon.waitFor('interception installed')
+  await daemon.waitFor('listening')
   return daemon
 }
 const r = {}

@@ -25,6 +25,7 @@ const family = (f: 4 | 6, redirect = true): InstalledFamily => ({
   family: f,
   binary: f === 4 ? '/usr/sbin/iptables' : '/usr/sbin/ip6tables',
   redirect,
+  forwardGuard: false,
   duplicateJumpsRemoved: 0,
   staleRulesReplaced: 0,
 })
@@ -185,7 +186,7 @@ describe('/healthz', () => {
       assert.equal(check.ok, false)
       assert.equal(
         check.detail,
-        '/usr/sbin/iptables -t nat: no jump to EC2USERKEYD from OUTPUT; /usr/sbin/iptables -t filter: chain EC2USERKEYD holds 0 rules, not the 2 installed',
+        '/usr/sbin/iptables -t nat: no jump to EC2USERKEYD from OUTPUT; /usr/sbin/iptables -t filter: chain EC2USERKEYD holds 0 rules, not the 2 it should',
       )
     })
 
@@ -199,7 +200,7 @@ describe('/healthz', () => {
       )
       assert.equal(
         a.detail,
-        '/usr/sbin/iptables -t nat: chain EC2USERKEYD holds other rules than the 2 installed; /usr/sbin/iptables -t filter: no chain EC2USERKEYD',
+        '/usr/sbin/iptables -t nat: chain EC2USERKEYD holds other rules than the 2 it should; /usr/sbin/iptables -t filter: no chain EC2USERKEYD',
       )
       const b = await checkInterception([family(6)], RULES, fakeIptables({}).run)
       assert.match(b.detail, /^\/usr\/sbin\/ip6tables -t nat -S failed: .*table 'nat' does not exist/)

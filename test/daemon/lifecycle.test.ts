@@ -113,6 +113,7 @@ describe('serve lifecycle (runDaemon)', function () {
       signals,
       outputs: {console, syslog: async () => assert.fail('no syslog here')},
       startDaemon: fake,
+      allowUnprivilegedPort: true,
     })
     return {signals, console, reloads, loads, running, started: () => started, closed: () => closed}
   }
@@ -240,6 +241,7 @@ describe('serve lifecycle (runDaemon)', function () {
         signals,
         outputs: {console, syslog: async () => syslog},
         startDaemon: async (options) => (daemon = await startDaemon(options)),
+        allowUnprivilegedPort: true,
         ...flags,
       })
       let failed: unknown = null

@@ -56,10 +56,12 @@ describe('what a reload keeps', () => {
 
   it('keeps the credential cache only for logging, the listeners, the interception and whether a request is answered', () => {
     assert.deepEqual([...OPTIONS_OUTSIDE_CREDENTIALS].sort(), [
+      'general.admin_group',
       'general.admin_listen',
       'general.daemon_port',
       'general.deny_instance_identity',
       'general.deny_user_data',
+      'general.forwarded_imds',
       'general.iptables',
       'general.keep_rules_on_exit',
       'general.log_console',

@@ -44,9 +44,9 @@ describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
       assert.equal(r.installed.body.status, 'ok')
       assert.deepEqual(Object.keys(r.installed.body.checks), [
         'config',
+        'interception',
         'listener',
         'upstream',
-        'interception',
       ])
       assert.match(
         r.installed.body.checks.interception.detail,
@@ -94,13 +94,14 @@ const healthz = () => new Promise((resolve, reject) => {
   }).on('error', reject)
 })
 async function serve() {
-  const child = spawn(process.execPath, ['bin/run.js', 'serve', '--config', config, '--port', '8808', '--upstream', 'http://169.254.169.254',
+  const child = spawn(process.execPath, ['bin/run.js', 'serve', '--allow-unprivileged-port', '--config', config, '--port', '8808', '--upstream', 'http://169.254.169.254',
     '--instance-role', 'arn:aws:iam::123456789012:role/analytics-host'], {stdio: ['ignore', 'ignore', 'pipe']})
   children.add(child)
   let log = ''
   child.stderr.on('data', (c) => (log += c))
   const until = Date.now() + 20000
-  while (!log.includes('"msg":"interception installed"')) {
+  // The interception goes in first; the admin listener comes last, once the daemon serves.
+  while (!(log.includes('"msg":"interception installed"') && log.includes('"msg":"admin listener"'))) {
     if (Date.now() > until || child.exitCode !== null) throw new Error('serve did not install the interception:\\n' + log)
     await new Promise((r) => setTimeout(r, 50))
   }

@@ -120,7 +120,7 @@ export interface ServeChild {
 }
 
 export function spawnServe(args: string[], env: NodeJS.ProcessEnv): ServeChild {
-  const child = spawn(process.execPath, ['bin/run.js', 'serve', ...args], {
+  const child = spawn(process.execPath, ['bin/run.js', 'serve', '--allow-unprivileged-port', ...args], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],

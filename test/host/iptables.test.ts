@@ -10,6 +10,10 @@ import {UserError} from '../../src/lib/errors.js'
 import {
   CHAIN,
   CommandResult,
+  FORWARD_CHAIN,
+  forwardJumpRule,
+  forwardRules,
+  inspectInterception,
   InterceptionPlan,
   RunCommand,
   chainRules,
@@ -30,6 +34,8 @@ import {commandPath, netnsMissing, runInNewNetns, skipBecause} from '../support/
 const IPTABLES_MODULE = new URL('../../src/lib/host/iptables.ts', import.meta.url)
 const V4 = ['-p', 'tcp', '-d', '169.254.169.254', '--dport', '80']
 const V6 = ['-p', 'tcp', '-d', 'fd00:ec2::254', '--dport', '80']
+
+const BUILTIN = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'])
 
 /**
  * A model of one iptables binary: tables of chains of rules (argument vectors), with the exit
@@ -55,6 +61,10 @@ class FakeXtables {
     return (this.chain(table, 'OUTPUT') ?? []).filter((rule) => rule.at(-1) === CHAIN)
   }
 
+  forwardJumps(): string[][] {
+    return (this.chain('filter', 'FORWARD') ?? []).filter((rule) => rule.at(-1) === FORWARD_CHAIN)
+  }
+
   run(args: readonly string[]): CommandResult {
     const fail = (stderr: string, code = 1) => ({code, stdout: '', stderr: `iptables: ${stderr}\n`})
     const a = [...args]
@@ -66,9 +76,7 @@ class FakeXtables {
     const [op, name, ...rest] = a
     if (op === '-S') {
       assert.equal(name, undefined)
-      const lines = [...chains.keys()].map((c) =>
-        c === c.toUpperCase() && c !== CHAIN ? `-P ${c} ACCEPT` : `-N ${c}`,
-      )
+      const lines = [...chains.keys()].map((c) => (BUILTIN.has(c) ? `-P ${c} ACCEPT` : `-N ${c}`))
       for (const [c, rules] of chains) for (const rule of rules) lines.push(`-A ${c} ${rule.join(' ')}`)
       return {code: 0, stdout: lines.join('\n') + '\n', stderr: ''}
     }
@@ -78,7 +86,7 @@ class FakeXtables {
       const target = spec[spec.indexOf('-j') + 1]
       return (
         target === target.toUpperCase() &&
-        /^[A-Z0-9]+$/.test(target) &&
+        /^[A-Z0-9-]+$/.test(target) &&
         !['RETURN', 'DNAT', 'REJECT', 'ACCEPT'].includes(target) &&
         !chains.has(target)
       )
@@ -153,13 +161,13 @@ const RULES = {listenPort: 808, daemonUid: 0}
 /** A plan for the fake host, as planInterception makes it there. */
 async function planFor(
   host: ReturnType<typeof fakeHost>,
-  options: {ipv6?: boolean} = {},
+  options: {ipv6?: boolean; forwarded?: 'refuse' | 'passthrough'} = {},
 ): Promise<InterceptionPlan> {
   const dir = mkdtempSync(join(tmpdir(), 'if-inet6-'))
   const ipv6Proc = join(dir, 'if_inet6')
   if (options.ipv6 ?? true) writeFileSync(ipv6Proc, '00000000000000000000000000000001 01 80 10 80       lo\n')
   try {
-    return await planInterception({iptables: '/sbin/iptables', ...RULES, run: host.run, ipv6Proc})
+    return await planInterception({iptables: '/sbin/iptables', ...RULES, run: host.run, ipv6Proc, forwarded: options.forwarded})
   } finally {
     rmSync(dir, {recursive: true})
   }
@@ -219,7 +227,11 @@ describe('host/iptables', () => {
         `-t filter -A ${CHAIN} ${V4.join(' ')} -m owner --uid-owner 0 -j RETURN`,
         `-t filter -A ${CHAIN} ${V4.join(' ')} -m owner --socket-exists -j REJECT --reject-with tcp-reset`,
         `-t filter -I OUTPUT 1 ${V4.join(' ')} -j ${CHAIN}`,
+        `-t filter -N ${FORWARD_CHAIN}`,
+        `-t filter -A ${FORWARD_CHAIN} ${V4.join(' ')} -j REJECT --reject-with tcp-reset`,
+        `-t filter -I FORWARD 1 ${V4.join(' ')} -j ${FORWARD_CHAIN}`,
       ])
+      assert.ok(interceptionRules({family: 4, ...RULES, forwarded: 'passthrough'}).every((args) => !args.includes(FORWARD_CHAIN)))
     })
 
     it('finds the ip6tables of the same directory and variant', () => {
@@ -337,7 +349,7 @@ describe('host/iptables', () => {
       // Given a host without earlier rules
       const host = fakeHost({conntrack: 2})
       // When the interception is installed
-      const report = await installInterception(await planFor(host), {run: host.run, ipv6Listener: true})
+      const report = await installInterception(await planFor(host), {run: host.run})
       // Then each table of each family holds the rules and one jump
       for (const [xt, family] of [
         [host.v4, 4],
@@ -351,11 +363,19 @@ describe('host/iptables', () => {
           )
           assert.deepEqual(xt.jumps(table), [jumpRule(family)])
         }
+      // And forwarded connections (containers) are reset from FORWARD
+      for (const [xt, family] of [
+        [host.v4, 4],
+        [host.v6, 6],
+      ] as const) {
+        assert.deepEqual(xt.chain('filter', FORWARD_CHAIN), forwardRules(family))
+        assert.deepEqual(xt.forwardJumps(), [forwardJumpRule(family)])
+      }
       assert.deepEqual(
-        report.families.map((f) => [f.family, f.redirect, f.duplicateJumpsRemoved, f.staleRulesReplaced]),
+        report.families.map((f) => [f.family, f.redirect, f.forwardGuard, f.duplicateJumpsRemoved, f.staleRulesReplaced]),
         [
-          [4, true, 0, 0],
-          [6, true, 0, 0],
+          [4, true, true, 0, 0],
+          [6, true, true, 0, 0],
         ],
       )
       // And the connections to IMDS opened before are forgotten, per family
@@ -371,17 +391,17 @@ describe('host/iptables', () => {
     it('changes nothing and adds no jump when installed a second time', async () => {
       const host = fakeHost()
       const plan = await planFor(host)
-      await installInterception(plan, {run: host.run, ipv6Listener: true})
+      await installInterception(plan, {run: host.run})
       const before = JSON.stringify([host.v4.tables.nat.get(CHAIN), host.v4.tables.filter.get(CHAIN)])
       host.calls.length = 0
       // When installed again
-      const report = await installInterception(plan, {run: host.run, ipv6Listener: true})
+      const report = await installInterception(plan, {run: host.run})
       // Then there is still one jump per table, and the chains are as they were
       assert.deepEqual(host.v4.jumps('nat'), [jumpRule(4)])
       assert.deepEqual(host.v4.jumps('filter'), [jumpRule(4)])
       assert.equal(JSON.stringify([host.v4.tables.nat.get(CHAIN), host.v4.tables.filter.get(CHAIN)]), before)
       assert.deepEqual(
-        host.calls.filter((c) => / -I OUTPUT /.test(c)),
+        host.calls.filter((c) => / -I (OUTPUT|FORWARD) /.test(c)),
         [],
       )
       assert.equal(report.families[0].duplicateJumpsRemoved, 0)
@@ -391,7 +411,7 @@ describe('host/iptables', () => {
       // Given what two crashed runs on port 909 left: a chain and three jumps
       const host = fakeHost()
       const plan = await planFor(host, {ipv6: false})
-      await installInterception({...plan, listenPort: 909}, {run: host.run, ipv6Listener: false})
+      await installInterception({...plan, listenPort: 909}, {run: host.run})
       const nat = host.v4.tables.nat
       nat.get('OUTPUT')!.push(['-d', '10.9.9.9', '-j', 'ACCEPT'], jumpRule(4), jumpRule(4))
       // And a check after every change: root passes, everyone else is redirected
@@ -407,38 +427,66 @@ describe('host/iptables', () => {
         if (!ok) violations.push(JSON.stringify({output: nat.get('OUTPUT'), chain}))
       }
       // When the daemon starts again on port 808
-      const report = await installInterception(plan, {run: host.run, ipv6Listener: false})
+      const report = await installInterception(plan, {run: host.run})
       host.v4.onChange = () => {}
       // Then one jump is left, the chain holds the new rules only, and nobody slipped through
       assert.deepEqual(host.v4.jumps('nat'), [jumpRule(4)])
       assert.deepEqual(nat.get('OUTPUT')!.length, 2, "the host's own rule stays")
       assert.deepEqual(nat.get(CHAIN), chainRules('nat', {family: 4, ...RULES}))
       assert.deepEqual(report.families[0].duplicateJumpsRemoved, 2)
-      assert.deepEqual(report.families[0].staleRulesReplaced, 4)
+      assert.deepEqual(report.families[0].staleRulesReplaced, 5)
       assert.deepEqual(violations, [])
     })
 
-    it('only guards IPv6 when the daemon has no [::1] listener, and drops an old IPv6 redirection', async () => {
+    it('makes its jumps the first rules of OUTPUT and FORWARD again when a firewall put a rule before them, never without a jump', async () => {
+      // Given an installation, then a firewall that inserted an ACCEPT before each jump
       const host = fakeHost()
-      const plan = await planFor(host)
-      await installInterception(plan, {run: host.run, ipv6Listener: true})
-      // When the daemon comes back without [::1]
-      const report = await installInterception(plan, {run: host.run, ipv6Listener: false})
-      assert.deepEqual(
-        report.families.map((f) => [f.family, f.redirect]),
-        [
-          [4, true],
-          [6, false],
-        ],
-      )
-      assert.equal(host.v6.chain('nat', CHAIN), undefined)
-      assert.deepEqual(host.v6.jumps('nat'), [])
-      assert.deepEqual(host.v6.chain('filter', CHAIN), chainRules('filter', {family: 6, ...RULES}))
+      const plan = await planFor(host, {ipv6: false})
+      await installInterception(plan, {run: host.run})
+      const accept = ['-d', '169.254.169.254', '-j', 'ACCEPT']
+      for (const [table, parent] of [
+        ['nat', 'OUTPUT'],
+        ['filter', 'OUTPUT'],
+        ['filter', 'FORWARD'],
+      ] as const)
+        host.v4.chain(table, parent)!.unshift([...accept])
+      const gaps: string[] = []
+      host.v4.onChange = () => {
+        if (host.v4.jumps('nat').length === 0 || host.v4.jumps('filter').length === 0 || host.v4.forwardJumps().length === 0) gaps.push(host.calls.at(-1)!)
+      }
+      // When installed again
+      const report = await installInterception(plan, {run: host.run})
+      // Then each jump is first, once, and the firewall's rule stays after it
+      for (const [table, parent, jump] of [
+        ['nat', 'OUTPUT', jumpRule(4)],
+        ['filter', 'OUTPUT', jumpRule(4)],
+        ['filter', 'FORWARD', forwardJumpRule(4)],
+      ] as const)
+        assert.deepEqual(host.v4.chain(table, parent), [jump, accept], `${table} ${parent}`)
+      assert.equal(report.families[0].duplicateJumpsRemoved, 3)
+      assert.deepEqual(gaps, [], 'a jump was missing after a command')
+      // And the status says a rule before a jump is a problem
+      host.v4.chain('filter', 'FORWARD')!.unshift([...accept])
+      const [v4] = await inspectInterception({iptables: '/sbin/iptables', ...RULES, forwarded: 'refuse', run: host.run, ipv6Proc: '/nonexistent'})
+      assert.match(v4.forward!.problem!, /not the first rule of FORWARD/)
+      assert.equal(v4.nat!.problem, null)
+    })
+
+    it('leaves forwarded connections alone with forwarded_imds = passthrough, and takes out an earlier forward guard', async () => {
+      const host = fakeHost()
+      await installInterception(await planFor(host), {run: host.run})
+      const report = await installInterception(await planFor(host, {forwarded: 'passthrough'}), {run: host.run})
+      assert.deepEqual(report.families.map((f) => f.forwardGuard), [false, false])
+      for (const xt of [host.v4, host.v6]) {
+        assert.equal(xt.chain('filter', FORWARD_CHAIN), undefined)
+        assert.deepEqual(xt.forwardJumps(), [])
+        assert.deepEqual(xt.jumps('nat').length, 1)
+      }
     })
 
     it('says when conntrack is missing, and installs anyway', async () => {
       const host = fakeHost({conntrack: 'missing'})
-      const report = await installInterception(await planFor(host), {run: host.run, ipv6Listener: true})
+      const report = await installInterception(await planFor(host), {run: host.run})
       assert.deepEqual(report.connections, {skipped: 'conntrack (conntrack-tools) is not installed'})
       assert.deepEqual(host.v4.jumps('nat'), [jumpRule(4)])
     })
@@ -446,20 +494,23 @@ describe('host/iptables', () => {
     it('removes every jump and both chains, in both families, and finds nothing the second time', async () => {
       // Given an installation, plus a jump of another shape to the chain
       const host = fakeHost()
-      await installInterception(await planFor(host), {run: host.run, ipv6Listener: true})
+      await installInterception(await planFor(host), {run: host.run})
       host.v4.tables.nat.get('OUTPUT')!.push(['-p', 'udp', '-j', CHAIN], ['-d', '10.9.9.9', '-j', 'ACCEPT'])
       // When removed
       const removed = await removeInterception({iptables: '/sbin/iptables', run: host.run})
       // Then nothing of ours is left, and the host's own rule is
-      for (const xt of [host.v4, host.v6])
+      for (const xt of [host.v4, host.v6]) {
         for (const table of ['nat', 'filter']) {
           assert.equal(xt.chain(table, CHAIN), undefined)
           assert.deepEqual(xt.jumps(table), [])
         }
+        assert.equal(xt.chain('filter', FORWARD_CHAIN), undefined)
+        assert.deepEqual(xt.forwardJumps(), [])
+      }
       assert.deepEqual(host.v4.tables.nat.get('OUTPUT'), [['-d', '10.9.9.9', '-j', 'ACCEPT']])
       assert.deepEqual(removed, [
-        {family: 4, binary: '/sbin/iptables', jumpsRemoved: 3, chainsRemoved: 2},
-        {family: 6, binary: '/sbin/ip6tables', jumpsRemoved: 2, chainsRemoved: 2},
+        {family: 4, binary: '/sbin/iptables', jumpsRemoved: 4, chainsRemoved: 3},
+        {family: 6, binary: '/sbin/ip6tables', jumpsRemoved: 3, chainsRemoved: 3},
       ])
       // And a second removal finds nothing to do
       assert.deepEqual(await removeInterception({iptables: '/sbin/iptables', run: host.run}), [])
@@ -468,15 +519,15 @@ describe('host/iptables', () => {
     it('removes what it can where ip6tables is missing or has no nat table', async () => {
       for (const ip6tables of ['missing', 'no-nat'] as const) {
         const host = fakeHost({ip6tables})
-        await installInterception(await planFor(host), {run: host.run, ipv6Listener: true})
+        await installInterception(await planFor(host), {run: host.run})
         const removed = await removeInterception({iptables: '/sbin/iptables', run: host.run})
         assert.deepEqual(
           removed.map((r) => [r.family, r.chainsRemoved]),
           ip6tables === 'missing'
-            ? [[4, 2]]
+            ? [[4, 3]]
             : [
-                [4, 2],
-                [6, 1],
+                [4, 3],
+                [6, 2],
               ],
         )
       }
@@ -493,7 +544,7 @@ describe('host/iptables', () => {
               stderr: 'iptables v1.8.9 (nf_tables): RULE_INSERT failed (No such file or directory)\n',
             }
           : host.run(file, args)
-      const filterInsert = async () => installInterception(plan, {run, ipv6Listener: false})
+      const filterInsert = async () => installInterception(plan, {run})
       await assert.rejects(
         filterInsert(),
         (e: UserError) =>
@@ -576,12 +627,15 @@ describe('host/iptables', () => {
           ],
         )
         assert.deepEqual(
-          ours(r.installed.filter4).filter((l) => l.startsWith(`-A ${CHAIN}`)),
+          ours(r.installed.filter4).filter((l) => l.startsWith(`-A ${CHAIN} `)),
           [
             `-A ${CHAIN} -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -m owner --uid-owner 0 -j RETURN`,
             `-A ${CHAIN} -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -m owner --socket-exists -j REJECT --reject-with tcp-reset`,
           ],
         )
+        // And forwarded traffic (no socket to own it) is reset from FORWARD, the jump first
+        assert.ok(r.installed.filter4.split('\n').includes(`-A ${FORWARD_CHAIN} -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset`), r.installed.filter4)
+        assert.equal(r.installed.filter4.split('\n').find((l) => l.startsWith('-A FORWARD')), `-A FORWARD -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j ${FORWARD_CHAIN}`)
         // nobody reaches the daemon, root reaches IMDS
         assert.deepEqual(r.installed.traffic, {nobody: 'daemon', root: 'imds'})
         // Also with IMDS routed out of an interface and a non-loopback source, as on EC2, and route_localnet off

@@ -86,6 +86,19 @@ function parseAdminListen(raw: string): string | null {
   throw new ValueError('not a unix socket path or a loopback address', 'use e.g. /run/ec2userkeyd/admin.sock or 127.0.0.1:9808')
 }
 
+function parseGroupName(raw: string): string | null {
+  const v = raw.trim()
+  if (v === '') return null
+  if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(v) || v.length > 32) throw new ValueError(`'${v}' is not a group name`, 'give a group from /etc/group, e.g. prometheus')
+  return v
+}
+
+function parseForwarded(raw: string): 'refuse' | 'passthrough' {
+  const v = raw.trim().toLowerCase()
+  if (v === 'refuse' || v === 'passthrough') return v
+  throw new ValueError('not refuse or passthrough', 'use refuse (the default) or passthrough')
+}
+
 function parseExecutablePath(raw: string): string {
   const v = raw.trim()
   if (!v.startsWith('/')) throw new ValueError('not an absolute path', 'give the full path, e.g. /sbin/iptables')
@@ -273,9 +286,9 @@ export const SCHEMA = {
     ),
     keep_rules_on_exit: option(
       parseBoolean,
-      false,
+      true,
       'ec2userkeyd',
-      "Leave the iptables rules in place when `serve` stops, so that users' metadata requests fail instead of reaching the real IMDS while the daemon is down (fail closed).",
+      "True: the iptables rules stay when `serve` exits, cleanly, by a crash or after a failed start, so that users' metadata requests are refused instead of reaching the real IMDS while no daemon serves (fail closed); only `ec2userkeyd intercept remove` takes them out. False: `serve` removes them when it exits (the behaviour before; users then reach the real IMDS while it is down).",
     ),
     require_imdsv2: option(
       parseBoolean,
@@ -297,9 +310,21 @@ export const SCHEMA = {
     ),
     admin_listen: option(
       parseAdminListen,
+      '/run/ec2userkeyd/admin.sock' as string | null,
+      'ec2userkeyd',
+      'Where `serve` offers `/metrics` (Prometheus) and `/healthz`: a unix socket path (mode 0600, root only; see `admin_group`) or a loopback `127.0.0.1:PORT` (a port below 1024, so that no user can take it). Empty (`admin_listen =`): no admin listener. It never stops the metadata listener: when it cannot listen, `serve` says so and goes on without it.',
+    ),
+    admin_group: option(
+      parseGroupName,
       null as string | null,
       'ec2userkeyd',
-      'Where `serve` offers `/metrics` (Prometheus) and `/healthz`: a unix socket path (`/run/ec2userkeyd/admin.sock`) or a loopback `127.0.0.1:PORT`. Unset: no admin listener.',
+      'A group whose members may read the admin socket too (mode 0660, that group), e.g. for a Prometheus agent. Unset: root only.',
+    ),
+    forwarded_imds: option(
+      parseForwarded,
+      'refuse' as 'refuse' | 'passthrough',
+      'ec2userkeyd',
+      "What connections to IMDS routed from other network namespaces (containers on bridges: docker0, CNI, podman) meet: `refuse` (reset, in iptables' FORWARD chain) or `passthrough` (the real IMDS, for hosts that mean containers to use the instance role).",
     ),
     cache_max_entries: option(
       integerIn(1, 10_000_000, 'entries'),

@@ -3,7 +3,8 @@
 // interception, signals, systemd's notifications and the logging sinks.
 import {createServer, Server} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
-import {rm} from 'node:fs/promises'
+import {chmod, chown, mkdir, rm} from 'node:fs/promises'
+import {dirname} from 'node:path'
 
 import type {Config, MethodName} from '../config/schema.js'
 import {UserError} from '../errors.js'
@@ -14,6 +15,7 @@ import {ConnectionCaps, createImdsServer} from '../imds/server.js'
 import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
+import {AdoptedSocket, roleOfSocket} from './activation.js'
 import {Health, throttledProbe, upstreamProbe} from './health.js'
 import type {Logger} from './log.js'
 import type {DaemonMetrics} from './metrics.js'
@@ -44,6 +46,10 @@ export interface DaemonOptions {
    * port NAT changed can be taken for another socket's owner.
    */
   requireConntrack?: boolean
+  /** The sockets systemd passed (socket activation): the daemon then listens on these, not itself. */
+  sockets?: AdoptedSocket[]
+  /** admin_group's gid, for the admin socket's group (mode 0660). */
+  adminGid?: number | null
 }
 
 export interface Daemon {
@@ -160,31 +166,56 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
     }),
   }
-  const server = createImdsServer(app, lookup, limits)
-  await listen(server, options.port, options.host)
-  const address = server.address() as AddressInfo
-  logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
-  const servers = [server]
-  health.set('listener', () => {
-    const down = servers.filter((s) => !s.listening)
-    const where = servers.map((s) => describeAddress(s.address()))
-    return down.length === 0
-      ? {ok: true, detail: `listening on ${where.join(', ')}`}
-      : {ok: false, detail: `not listening: ${down.map((s) => describeAddress(s.address())).join(', ') || 'closed'}`}
-  })
-  health.set('upstream', throttledProbe(upstreamProbe(upstream)))
+  const passed = options.sockets ?? []
+  const roles = passed.map((socket) => ({socket, role: roleOfSocket(socket, {imdsPort: options.port, admin: options.config.general.admin_listen})}))
+  for (const {socket, role} of roles)
+    if (role === null) {
+      logger.warn(`ignoring the socket systemd passed as fd ${socket.fd} (${socket.name}, ${describeAddress(socket.address)}): it is neither the metadata listener nor admin_listen`)
+      socket.listener.close()
+    }
+  const passedImds = roles.filter((r) => r.role === 'imds').map((r) => r.socket)
+  /** Each listener: the HTTP server that answers, and what accepts for it (itself, or a passed socket). */
+  const listeners: Array<{http: Server; accepting: {listening: boolean; address(): AddressInfo | string | null; close(cb: () => void): unknown}}> = []
+  let address: AddressInfo
   let ipv6Address: AddressInfo | null = null
-  if (options.ipv6Loopback) {
-    const server6 = createImdsServer(app, lookup, limits)
-    try {
-      await listen(server6, address.port, '::1')
-      ipv6Address = server6.address() as AddressInfo
-      servers.push(server6)
-      logger.info('listening', {address: ipv6Address.address, port: ipv6Address.port})
-    } catch (error) {
-      logger.warn(`not listening on [::1]:${address.port}, so IPv6 metadata requests are not answered: ${(error as Error).message}`)
+  if (passedImds.length > 0) {
+    // systemd holds these: connections queued while the daemon restarted are answered now.
+    for (const socket of passedImds) {
+      const http = createImdsServer(app, lookup, limits)
+      socket.listener.maxConnections = http.maxConnections
+      socket.listener.on('connection', (connection) => http.emit('connection', connection))
+      listeners.push({http, accepting: socket.listener})
+      logger.info('listening', {address: describeAddress(socket.address), from: 'systemd', fd: socket.fd})
+    }
+    const tcp = passedImds.map((s) => s.address).filter((a): a is AddressInfo => typeof a !== 'string')
+    address = tcp.find((a) => a.family === 'IPv4') ?? tcp[0]
+    ipv6Address = tcp.find((a) => a.family === 'IPv6' && a !== address) ?? null
+  } else {
+    const server = createImdsServer(app, lookup, limits)
+    await listen(server, options.port, options.host)
+    address = server.address() as AddressInfo
+    listeners.push({http: server, accepting: server})
+    logger.info('listening', {address: address.address, port: address.port, upstream: options.upstream})
+    if (options.ipv6Loopback) {
+      const server6 = createImdsServer(app, lookup, limits)
+      try {
+        await listen(server6, address.port, '::1')
+        ipv6Address = server6.address() as AddressInfo
+        listeners.push({http: server6, accepting: server6})
+        logger.info('listening', {address: ipv6Address.address, port: ipv6Address.port})
+      } catch (error) {
+        logger.warn(`not listening on [::1]:${address.port}, so IPv6 metadata requests are not answered: ${(error as Error).message}`)
+      }
     }
   }
+  health.set('listener', () => {
+    const down = listeners.filter((l) => !l.accepting.listening)
+    const where = listeners.map((l) => describeAddress(l.accepting.address()))
+    return down.length === 0
+      ? {ok: true, detail: `listening on ${where.join(', ')}`}
+      : {ok: false, detail: `not listening: ${down.map((l) => describeAddress(l.accepting.address())).join(', ') || 'closed'}`}
+  })
+  health.set('upstream', throttledProbe(upstreamProbe(upstream)))
 
   // Users whose SDKs asked within two session lifetimes find fresh credentials when they come back.
   const refresher = setInterval(() => {
@@ -194,8 +225,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }, 30_000)
   refresher.unref()
 
-  const admin = options.config.general.admin_listen ? await startAdmin(options.config.general.admin_listen, metrics, health) : null
-  if (admin) logger.info('admin listener', {address: admin.where})
+  // The admin listener never stops the metadata listener: when it cannot listen, the daemon says
+  // so and serves without it.
+  const adminWhere = options.config.general.admin_listen
+  const passedAdmin = roles.find((r) => r.role === 'admin')?.socket
+  let admin: {where: string; close(): Promise<void>} | null = null
+  if (adminWhere !== null || passedAdmin)
+    try {
+      admin = await startAdmin(passedAdmin ?? adminWhere!, metrics, health, options.adminGid ?? null)
+      logger.info('admin listener', {address: admin.where, ...(passedAdmin ? {from: 'systemd'} : {})})
+    } catch (error) {
+      logger.error(`no admin listener (/metrics, /healthz): ${(error as Error).message}`)
+    }
 
   return {
     address,
@@ -221,10 +262,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
     async close() {
       clearInterval(refresher)
-      const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+      const closed = listeners.map(
+        (l) =>
+          new Promise<void>((resolve) => {
+            l.accepting.close(() => resolve())
+            if (l.accepting !== l.http) l.http.close()
+          }),
+      )
       // A kept-alive connection whose request was in flight goes idle once answered: close it
       // then, rather than wait for the client (or the keep-alive timeout) to close it.
-      const sweep = () => servers.forEach((s) => s.closeIdleConnections())
+      const sweep = () => listeners.forEach((l) => l.http.closeIdleConnections())
       sweep()
       const sweeper = setInterval(sweep, 50)
       await Promise.all(closed).finally(() => clearInterval(sweeper))
@@ -272,10 +319,17 @@ function listen(server: Server, port: number, host: string): Promise<void> {
 }
 
 /**
- * /metrics and /healthz, on a unix socket (mode 0600) or a loopback port; nothing else. /healthz
- * is 200 with {"status":"ok","checks":{...}} when every check is ok, else 503 with "failing".
+ * /metrics and /healthz, on a unix socket (mode 0600, or 0660 with admin_group's group), a
+ * loopback port, or a socket systemd passed; nothing else, and at most 16 connections at once.
+ * /healthz is 200 with {"status":"ok","checks":{...}} when every check is ok, else 503 with
+ * "failing".
  */
-async function startAdmin(where: string, metrics: DaemonMetrics, health: Health): Promise<{where: string; close(): Promise<void>}> {
+async function startAdmin(
+  where: string | AdoptedSocket,
+  metrics: DaemonMetrics,
+  health: Health,
+  gid: number | null,
+): Promise<{where: string; close(): Promise<void>}> {
   const server = createServer(async (req, res) => {
     if (req.method !== 'GET') return void res.writeHead(405).end()
     if (req.url === '/healthz') {
@@ -288,11 +342,29 @@ async function startAdmin(where: string, metrics: DaemonMetrics, health: Health)
     }
     res.writeHead(404).end()
   })
+  server.maxConnections = 16
+  server.headersTimeout = 5000
+  server.requestTimeout = 10_000
+  if (typeof where !== 'string') {
+    where.listener.maxConnections = 16
+    where.listener.on('connection', (connection) => server.emit('connection', connection))
+    const label = describeAddress(where.address)
+    return {where: label, close: () => new Promise((resolve) => where.listener.close(() => (server.close(), resolve())))}
+  }
   if (where.startsWith('/')) {
+    await mkdir(dirname(where), {recursive: true, mode: 0o755})
     await rm(where, {force: true}) // a socket left by a crashed daemon
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(where, resolve))
-    const {chmod} = await import('node:fs/promises')
-    await chmod(where, 0o600)
+    // Made with no access for anyone, then opened to root (and the group) only.
+    const umask = process.umask(0o177)
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(where, resolve))
+    } finally {
+      process.umask(umask)
+    }
+    if (gid !== null) {
+      await chown(where, 0, gid)
+      await chmod(where, 0o660)
+    } else await chmod(where, 0o600)
   } else {
     const m = /^(.*):(\d+)$/.exec(where)!
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(m[2]), m[1].replace(/^\[|\]$/g, ''), resolve))

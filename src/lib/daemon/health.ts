@@ -5,14 +5,13 @@
 import type {UpstreamClient} from '../imds/upstream.js'
 import {
   CHAIN,
-  chainRules,
+  chainSpecs,
+  chainStatus,
   InstalledFamily,
-  jumpRule,
   parseListing,
   RuleOptions,
   runCommand,
   RunCommand,
-  sameRule,
   Table,
 } from '../host/iptables.js'
 
@@ -104,8 +103,9 @@ export function upstreamProbe(upstream: Pick<UpstreamClient, 'get'>): HealthProb
 
 /**
  * Whether the interception is still in place, as installInterception left it: in each family's
- * tables, the chain with exactly its rules, and a jump to it from OUTPUT. Something that flushed
- * a table (a firewall reload, `nft flush ruleset`) took them: the detail says what is missing.
+ * tables, each chain with exactly its rules, and a jump to it as the first rule of OUTPUT (and
+ * FORWARD, for the forward guard). Something that flushed a table (a firewall reload, `nft flush
+ * ruleset`) took them, or put a rule before them: the detail says what.
  */
 export async function checkInterception(
   families: readonly InstalledFamily[],
@@ -114,7 +114,7 @@ export async function checkInterception(
 ): Promise<HealthCheck> {
   const problems: string[] = []
   const seen: string[] = []
-  for (const {family, binary, redirect} of families) {
+  for (const {family, binary, redirect, forwardGuard} of families) {
     const tables: Table[] = redirect ? ['nat', 'filter'] : ['filter']
     for (const table of tables) {
       const where = `${binary} -t ${table}`
@@ -131,24 +131,10 @@ export async function checkInterception(
         continue
       }
       const listing = parseListing(listed.stdout)
-      if (!listing.chainExists) {
-        problems.push(`${where}: no chain ${CHAIN}`)
-        continue
+      for (const spec of chainSpecs(table, {...rules, family}, forwardGuard ?? false)) {
+        const status = chainStatus(listing, spec)
+        if (status.problem) problems.push(`${where}: ${status.problem}`)
       }
-      if (!listing.jumps.some((jump) => sameRule(jump, jumpRule(family))))
-        problems.push(`${where}: no jump to ${CHAIN} from OUTPUT`)
-      const expected = chainRules(table, {...rules, family})
-      const actual = listed.stdout
-        .split('\n')
-        .map((line) => line.trim().split(/\s+/))
-        .filter((words) => words[0] === '-A' && words[1] === CHAIN)
-        .map((words) => words.slice(2))
-      if (actual.length !== expected.length)
-        problems.push(
-          `${where}: chain ${CHAIN} holds ${actual.length} rules, not the ${expected.length} installed`,
-        )
-      else if (!actual.every((rule, i) => sameRule(rule, expected[i])))
-        problems.push(`${where}: chain ${CHAIN} holds other rules than the ${expected.length} installed`)
     }
   }
   return problems.length === 0

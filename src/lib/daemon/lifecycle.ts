@@ -1,10 +1,10 @@
-// `serve`'s life around the daemon: the logger and its sinks, start-up (the daemon, then the
-// interception), systemd's notifications, /healthz's interception and config checks, and the
-// signals. SIGHUP reloads the configuration, one reload at a time: SIGHUPs that come during a
+// `serve`'s life around the daemon: the logger and its sinks, start-up (the listeners' ports
+// checked, the interception installed, then the daemon), systemd's notifications and sockets,
+// /healthz's interception and config checks, and the signals. SIGHUP reloads the configuration, one reload at a time: SIGHUPs that come during a
 // reload make exactly one more once it is done, which reads the file again, so the newest file
 // wins. A SIGHUP during start-up is remembered and done once the daemon serves (Node's default
-// for SIGHUP would end the process). SIGTERM and SIGINT stop accepting, finish what is in flight,
-// remove the rules (unless keep_rules_on_exit) and return. The command parses flags and calls
+// for SIGHUP would end the process). SIGTERM and SIGINT stop accepting, finish what is in flight
+// and return, leaving the rules in place (unless keep_rules_on_exit = False). The command parses flags and calls
 // runDaemon; nothing here reads process.env or exits.
 import {takeEarlySighup} from '../../cli/early-sighup.js'
 import type {Config, LogLevel} from '../config/schema.js'
@@ -17,6 +17,11 @@ import {
   removeInterception,
   RunCommand,
 } from '../host/iptables.js'
+import {UserError} from '../errors.js'
+import {IMDS_ADDRESS} from '../host/iptables.js'
+import {tcpAnswers} from '../host/reach.js'
+import {groupId} from '../host/users.js'
+import {adoptSockets, PassedSocket, unprivilegedPortStart} from './activation.js'
 import {Daemon, DaemonOptions, startDaemon} from './daemon.js'
 import {checkInterception, Health, HealthCheck, throttledProbe} from './health.js'
 import {createLogger, Logger, LogSink} from './log.js'
@@ -62,9 +67,15 @@ export interface RunDaemonOptions {
   signals: SignalSource
   outputs: LogOutputs
   metrics?: DaemonMetrics
-  /** Tests: the daemon itself, and how iptables is run. */
+  /** Sockets systemd passed (LISTEN_FDS): listened on instead of binding the ports. */
+  sockets?: PassedSocket[]
+  /** --allow-unprivileged-port: listen on a port a user could bind (tests). */
+  allowUnprivilegedPort?: boolean
+  /** Tests: the daemon itself, how iptables is run, whether the IPv6 metadata endpoint answers, the unprivileged port start. */
   startDaemon?: (options: DaemonOptions) => Promise<Daemon>
   runCommand?: RunCommand
+  probeIpv6Imds?: () => Promise<boolean>
+  unprivilegedPortStart?: () => Promise<number>
 }
 
 /** Runs the daemon until SIGTERM or SIGINT; rejects when it cannot start. */
@@ -98,33 +109,62 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     const notify = notifier
 
     const port = options.port ?? config.general.daemon_port
+    // The sockets systemd holds for us, if it passed any; else the daemon listens itself, and
+    // then only where no user can bind the port while it is down.
+    const sockets = await adoptSockets(options.sockets ?? [])
+    if (sockets.length === 0) await refuseSquattablePorts(config, port, options)
+
+    // The interception before anything else (before any AWS call): from here on a user's
+    // metadata request meets the daemon, or a refused connection while there is none, never the
+    // real IMDS. It stays when serve exits, however it exits (keep_rules_on_exit = False aside).
     const plan = options.interception
       ? await planInterception({
           iptables: config.general.iptables,
           listenPort: port,
           daemonUid: options.daemonUid,
           listenAddress: redirectAddress(options.host),
+          forwarded: config.general.forwarded_imds,
           run: options.runCommand,
         })
       : null
     for (const note of plan?.notes ?? []) logger.warn(note)
-
     const health = new Health()
     let configCheck: HealthCheck = {ok: true, detail: loadedDetail(config)}
     health.set('config', () => configCheck)
-    const daemon = await (options.startDaemon ?? startDaemon)({
-      config,
-      host: options.host,
-      port,
-      ipv6Loopback: options.host === DEFAULT_HOST || plan?.families.some((f) => f.family === 6 && f.redirect),
-      upstream: options.upstream,
-      instanceRole: options.instanceRole,
-      env: options.env,
-      logger,
-      metrics: options.metrics ?? createMetrics(),
-      health,
-      requireConntrack: plan !== null,
-    })
+    const keep = config.general.keep_rules_on_exit
+    if (plan) {
+      const installed = await intercept(plan, logger, options.runCommand)
+      health.set('interception', throttledProbe(() => checkInterception(installed, plan, options.runCommand)))
+      const exposed = plan.ipv6Problem !== undefined && (await (options.probeIpv6Imds ?? (() => tcpAnswers(IMDS_ADDRESS[6], 80)))())
+      if (exposed) {
+        const detail = ipv6Exposed(plan.ipv6Problem!)
+        logger.error(detail)
+        health.set('ipv6', () => ({ok: false, detail}))
+      }
+    }
+
+    let daemon: Daemon
+    try {
+      daemon = await (options.startDaemon ?? startDaemon)({
+        config,
+        host: options.host,
+        port,
+        ipv6Loopback: options.host === DEFAULT_HOST || plan?.families.some((f) => f.family === 6 && f.redirect),
+        upstream: options.upstream,
+        instanceRole: options.instanceRole,
+        env: options.env,
+        logger,
+        metrics: options.metrics ?? createMetrics(),
+        health,
+        requireConntrack: plan !== null,
+        sockets,
+        adminGid: await adminGroupId(config),
+      })
+    } catch (error) {
+      for (const socket of sockets) socket.listener.close()
+      if (plan) await release(plan, logger, keep, options.runCommand, 'the daemon did not start')
+      throw error
+    }
 
     // From here on a stop waits for the interception to be in, so that it is removed whole.
     const stopped = new Promise<void>((resolve) => {
@@ -142,21 +182,6 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
         signals.on(signal, listener)
       }
     })
-
-    if (plan) {
-      health.set('interception', () => ({ok: false, detail: 'being installed'}))
-      const installed = await intercept(
-        plan,
-        daemon,
-        logger,
-        config.general.keep_rules_on_exit,
-        options.runCommand,
-      )
-      health.set(
-        'interception',
-        throttledProbe(() => checkInterception(installed, plan, options.runCommand)),
-      )
-    }
 
     const serving = plan ? 'serving; interception installed' : 'serving; no interception (--no-iptables)'
     if (phase === 'starting') {
@@ -207,7 +232,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     } catch (error) {
       logger.error('error while stopping', {error: (error as Error).message})
     }
-    if (plan) await release(plan, logger, config.general.keep_rules_on_exit, options.runCommand)
+    if (plan) await release(plan, logger, config.general.keep_rules_on_exit, options.runCommand, 'serve stopped')
   } finally {
     phase = 'stopping'
     signals.off('SIGHUP', onHangup)
@@ -280,47 +305,62 @@ class SinkSet {
   }
 }
 
-/** Installs the rules now that the daemon accepts connections; a failure stops the daemon. */
-async function intercept(
-  plan: InterceptionPlan,
-  daemon: Daemon,
-  logger: Logger,
-  keep: boolean,
-  run: RunCommand | undefined,
-): Promise<InstalledFamily[]> {
+/** Installs the rules, before the daemon starts; a failure stops serve (whatever went in stays: it only refuses). */
+async function intercept(plan: InterceptionPlan, logger: Logger, run: RunCommand | undefined): Promise<InstalledFamily[]> {
   try {
-    const {families, connections} = await installInterception(plan, {
-      ipv6Listener: daemon.ipv6Address !== null,
-      run,
-    })
+    const {families, connections} = await installInterception(plan, {run})
     logger.info('interception installed', {families, connections})
     if ('skipped' in connections)
-      logger.warn(
-        `connections to IMDS opened before the rules are cut by the filter rules instead: ${connections.skipped}`,
-      )
+      logger.warn(`connections to IMDS opened before the rules are cut by the filter rules instead: ${connections.skipped}`)
     return families
   } catch (error) {
     logger.error('cannot install the interception', {error: (error as Error).message})
-    await daemon.close()
-    await release(plan, logger, keep, run).catch((e) =>
-      logger.error('cannot remove the interception', {error: (e as Error).message}),
-    )
     throw error
   }
 }
 
-/** Removes the rules at exit, unless they stay to fail closed. */
-async function release(
-  plan: InterceptionPlan,
-  logger: Logger,
-  keep: boolean,
-  run: RunCommand | undefined,
-): Promise<void> {
-  if (keep)
-    return logger.info(
-      'interception kept (keep_rules_on_exit): non-root users get no metadata until the daemon is back',
-    )
-  logger.info('interception removed', {
-    families: await removeInterception({iptables: plan.families[0].binary, run}),
-  })
+/** Leaves the rules in place to fail closed, or removes them where keep_rules_on_exit = False. */
+async function release(plan: InterceptionPlan, logger: Logger, keep: boolean, run: RunCommand | undefined, why: string): Promise<void> {
+  if (keep) return logger.info(`interception kept (${why}): non-root users' metadata requests are refused until the daemon serves again; \`ec2userkeyd intercept remove\` takes it out`)
+  try {
+    logger.info('interception removed (keep_rules_on_exit = False)', {families: await removeInterception({iptables: plan.families[0].binary, run})})
+  } catch (error) {
+    logger.error('cannot remove the interception', {error: (error as Error).message})
+  }
+}
+
+/** What /healthz and the log say when IPv6 metadata requests reach the real IMDS. */
+export function ipv6Exposed(problem: string): string {
+  return (
+    `the IPv6 metadata endpoint [${IMDS_ADDRESS[6]}]:80 answers and cannot be intercepted (${problem}): non-root users reach the real IMDS over IPv6; ` +
+    'install ip6tables, or turn the instance\'s IPv6 metadata endpoint off (aws ec2 modify-instance-metadata-options --http-protocol-ipv6 disabled)'
+  )
+}
+
+/**
+ * The metadata listener, and a TCP admin listener, must be on ports no user can bind (below
+ * net.ipv4.ip_unprivileged_port_start): while the daemon is down, a user holding the port would
+ * answer everyone's metadata requests, or make the next start fail.
+ */
+async function refuseSquattablePorts(config: Config, port: number, options: RunDaemonOptions): Promise<void> {
+  if (options.allowUnprivilegedPort) return
+  const start = await (options.unprivilegedPortStart ?? unprivilegedPortStart)()
+  const admin = config.general.admin_listen
+  const adminPort = admin && !admin.startsWith('/') ? Number(/:(\d+)$/.exec(admin)?.[1]) : null
+  for (const [what, p] of [
+    ['the metadata listener', port],
+    ['the admin listener (admin_listen)', adminPort],
+  ] as const)
+    if (p !== null && p >= start)
+      throw new UserError('usage', `${what} would be on port ${p}, which any user can bind (ports from ${start} are unprivileged here) and so answer for the daemon while it is down`, {
+        suggestion: `use a port below ${start} (daemon_port's default is 808), a unix socket for admin_listen, or systemd's ec2userkeyd.socket; tests: --allow-unprivileged-port`,
+      })
+}
+
+async function adminGroupId(config: Config): Promise<number | null> {
+  const name = config.general.admin_group
+  if (name === null) return null
+  const gid = await groupId(name)
+  if (gid === null) throw new UserError('usage', `admin_group '${name}' is not a group on this host`, {suggestion: 'give a group getent group knows, or leave admin_group unset'})
+  return gid
 }

@@ -22,7 +22,9 @@ export const OPTIONS_OUTSIDE_APPLICATION: readonly OptionPath[] = [
   'general.log_syslog',
   'general.daemon_port',
   'general.admin_listen',
+  'general.admin_group',
   'general.iptables',
+  'general.forwarded_imds',
   'general.keep_rules_on_exit',
 ]
 
@@ -32,8 +34,8 @@ export const OPTIONS_OUTSIDE_APPLICATION: readonly OptionPath[] = [
  * its IAM read cache). Any other option, including any option added later, counts as deciding
  * credentials: when it changes, the credential cache is dropped. Keep this list short.
  * - log_level, log_console, log_syslog: the logger (reconfigured on reload).
- * - daemon_port, admin_listen, iptables: the listeners and the interception, fixed until the next
- *   start (RESTART_ONLY_OPTIONS).
+ * - daemon_port, admin_listen, admin_group, iptables, forwarded_imds: the listeners and the
+ *   interception, fixed until the next start (RESTART_ONLY_OPTIONS).
  * - keep_rules_on_exit: what happens to the rules at exit.
  * - require_imdsv2, deny_user_data, deny_instance_identity: whether a request is answered (the
  *   IMDS application is built anew when they change, so they take effect at once); a user who is
@@ -71,7 +73,9 @@ export const IAM_READ_CACHE_OPTIONS: readonly OptionPath[] = [
 export const RESTART_ONLY_OPTIONS: readonly OptionPath[] = [
   'general.daemon_port',
   'general.admin_listen',
+  'general.admin_group',
   'general.iptables',
+  'general.forwarded_imds',
 ]
 
 /** Every option whose value differs between two configurations (the file's path is not an option). */

@@ -11,10 +11,17 @@
 //   conntrack entries skip nat, and a mid-stream pickup can even reverse them), or every one of a
 //   family where nat is unavailable. No non-root request reaches the real IMDS around the rules.
 //
+// Forwarded traffic (containers on bridges: docker0, CNI, podman) never passes OUTPUT: a third
+// chain, EC2USERKEYD-FWD in filter, jumped to from FORWARD, resets it (forwarded_imds = refuse,
+// the default), or is left out (passthrough: such hosts mean containers to use the instance role).
+//
 // Installation is idempotent and never opens a gap: the chain's new rules go in at its top before
-// whatever a crashed run left below them is deleted, and a jump that is already there stays (its
-// duplicates go). Commands run through execFile (never a shell) with `-w`, so a concurrent
-// iptables user waits instead of failing us.
+// whatever a crashed run left below them is deleted, and each jump is made the first rule of its
+// chain (a new copy at the top before the others go). The rules are never removed but by
+// removeInterception (`ec2userkeyd intercept remove`): a daemon that stops, crashes or fails to
+// start leaves them, so that a user's request meets a refused connection, never the real IMDS.
+// Commands run through execFile (never a shell) with `-w`, so a concurrent iptables user waits
+// instead of failing us.
 import {execFile} from 'node:child_process'
 import {access} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
@@ -23,6 +30,11 @@ import {isIPv4} from 'node:net'
 import {InputError, UserError} from '../errors.js'
 
 export const CHAIN = 'EC2USERKEYD'
+/** The guard of forwarded traffic, in filter, jumped to from FORWARD. */
+export const FORWARD_CHAIN = 'EC2USERKEYD-FWD'
+
+/** [general] forwarded_imds: what connections to IMDS routed from other network namespaces meet. */
+export type ForwardedImds = 'refuse' | 'passthrough'
 
 export type IpFamily = 4 | 6
 export type Table = 'nat' | 'filter'
@@ -75,14 +87,33 @@ export function chainRules(table: Table, options: RuleOptions): string[][] {
  * without earlier rules gets it: what `serve --print-rules` shows.
  */
 export function interceptionRules(
-  options: RuleOptions,
+  options: RuleOptions & {forwarded?: ForwardedImds},
   tables: readonly Table[] = ['nat', 'filter'],
 ): string[][] {
-  return tables.flatMap((table) => [
-    ['-t', table, '-N', CHAIN],
-    ...chainRules(table, options).map((rule) => ['-t', table, '-A', CHAIN, ...rule]),
-    ['-t', table, '-I', 'OUTPUT', '1', ...jumpRule(options.family)],
-  ])
+  return [
+    ...tables.flatMap((table) => [
+      ['-t', table, '-N', CHAIN],
+      ...chainRules(table, options).map((rule) => ['-t', table, '-A', CHAIN, ...rule]),
+      ['-t', table, '-I', 'OUTPUT', '1', ...jumpRule(options.family)],
+    ]),
+    ...((options.forwarded ?? 'refuse') === 'refuse'
+      ? [
+          ['-t', 'filter', '-N', FORWARD_CHAIN],
+          ...forwardRules(options.family).map((rule) => ['-t', 'filter', '-A', FORWARD_CHAIN, ...rule]),
+          ['-t', 'filter', '-I', 'FORWARD', '1', ...forwardJumpRule(options.family)],
+        ]
+      : []),
+  ]
+}
+
+/** The forward guard: every forwarded connection to IMDS is reset (no socket there to own it). */
+export function forwardRules(family: IpFamily): string[][] {
+  return [[...imdsMatch(family), '-j', 'REJECT', '--reject-with', 'tcp-reset']]
+}
+
+/** The jump from FORWARD to the forward guard. */
+export function forwardJumpRule(family: IpFamily): string[] {
+  return [...imdsMatch(family), '-j', FORWARD_CHAIN]
 }
 
 function imdsMatch(family: IpFamily): string[] {
@@ -175,13 +206,23 @@ export interface TableListing {
   chainRules: number
   /** Each jump from OUTPUT to the chain, as its rule specification. */
   jumps: string[][]
+  /** Every chain the table lists (built-in and user-defined). */
+  chains: Set<string>
+  /** Every chain's rules in order, as rule specifications (what follows `-A CHAIN`). */
+  rules: Map<string, string[][]>
 }
 
 /** Reads `iptables -t TABLE -S`. */
 export function parseListing(text: string): TableListing {
-  const listing: TableListing = {chainExists: false, chainRules: 0, jumps: []}
+  const listing: TableListing = {chainExists: false, chainRules: 0, jumps: [], chains: new Set(), rules: new Map()}
   for (const line of text.split('\n')) {
     const tokens = tokenize(line)
+    if ((tokens[0] === '-N' || tokens[0] === '-P') && tokens[1]) listing.chains.add(tokens[1])
+    if (tokens[0] === '-A' && tokens[1]) {
+      const rules = listing.rules.get(tokens[1]) ?? []
+      rules.push(tokens.slice(2))
+      listing.rules.set(tokens[1], rules)
+    }
     if (tokens[0] === '-N' && tokens[1] === CHAIN) listing.chainExists = true
     else if (tokens[0] === '-A' && tokens[1] === CHAIN) listing.chainRules++
     else if (
@@ -218,13 +259,18 @@ export interface FamilyPlan {
 
 export interface InterceptionPlan extends Omit<RuleOptions, 'family'> {
   families: FamilyPlan[]
+  /** [general] forwarded_imds. */
+  forwarded: ForwardedImds
   /** Why part of the interception is left out (logged as warnings). */
   notes: string[]
+  /** IPv6 could not be intercepted at all (no working ip6tables): why. */
+  ipv6Problem?: string
 }
 
 export interface PlanOptions extends Omit<RuleOptions, 'family'> {
   /** [general] iptables. */
   iptables: string
+  forwarded?: ForwardedImds
   run?: RunCommand
   /** Where the kernel lists its IPv6 addresses; absent when the kernel has no IPv6 (default /proc/net/if_inet6). */
   ipv6Proc?: string
@@ -236,20 +282,14 @@ export interface PlanOptions extends Omit<RuleOptions, 'family'> {
  * nat table works. Run as root, before the daemon starts, so that a missing iptables stops it.
  */
 export async function planInterception(options: PlanOptions): Promise<InterceptionPlan> {
-  const {
-    iptables,
-    run = runCommand,
-    ipv6Proc = '/proc/net/if_inet6',
-    listenPort,
-    daemonUid,
-    listenAddress,
-  } = options
+  const {iptables, run = runCommand, ipv6Proc = '/proc/net/if_inet6', listenPort, daemonUid, listenAddress} = options
   const v4 = new Xtables(iptables, run)
   for (const table of ['nat', 'filter'] as const) await v4.listing(table)
   const plan: InterceptionPlan = {
     listenPort,
     daemonUid,
     listenAddress,
+    forwarded: options.forwarded ?? 'refuse',
     families: [{family: 4, binary: iptables, redirect: true}],
     notes: [],
   }
@@ -267,6 +307,7 @@ export async function planInterception(options: PlanOptions): Promise<Intercepti
   }
   const filterProblem = await works('filter')
   if (filterProblem) {
+    plan.ipv6Problem = filterProblem
     plan.notes.push(`IPv6 metadata requests ([${IMDS_ADDRESS[6]}]:80) are not intercepted: ${filterProblem}`)
     return plan
   }
@@ -283,7 +324,9 @@ export interface InstalledFamily {
   family: IpFamily
   binary: string
   redirect: boolean
-  /** Jumps from OUTPUT left by an earlier run beyond the one kept (a crash, `kill -9`). */
+  /** Forwarded connections to IMDS are reset (forwarded_imds = refuse). */
+  forwardGuard: boolean
+  /** Jumps left by an earlier run beyond the one kept (a crash, `kill -9`), or moved to the top. */
   duplicateJumpsRemoved: number
   /** Rules of an earlier run replaced in the chains. */
   staleRulesReplaced: number
@@ -291,8 +334,6 @@ export interface InstalledFamily {
 
 export interface InstallOptions {
   run?: RunCommand
-  /** Whether the daemon listens on [::1]: without it IPv6 is only guarded. */
-  ipv6Listener: boolean
 }
 
 export interface InstallReport {
@@ -302,23 +343,23 @@ export interface InstallReport {
 }
 
 /**
- * Installs (or brings up to date) the plan's rules, family by family: nat, then the guard; then
- * forgets the connections to IMDS opened before them.
+ * Installs (or brings up to date) the plan's rules, family by family: nat, then the guard, then
+ * the forward guard; then forgets the connections to IMDS opened before them. IPv6 is redirected
+ * to [::1] whether or not a daemon listens there yet: until one does, the connection is refused.
  */
-export async function installInterception(
-  plan: InterceptionPlan,
-  options: InstallOptions,
-): Promise<InstallReport> {
+export async function installInterception(plan: InterceptionPlan, options: InstallOptions = {}): Promise<InstallReport> {
   const run = options.run ?? runCommand
   const installed: InstalledFamily[] = []
-  for (const {family, binary, redirect: natWorks} of plan.families) {
+  for (const {family, binary, redirect} of plan.families) {
     const xt = new Xtables(binary, run)
-    const redirect = natWorks && (family === 4 || options.ipv6Listener)
-    const done: InstalledFamily = {family, binary, redirect, duplicateJumpsRemoved: 0, staleRulesReplaced: 0}
-    if (redirect) await installTable(xt, 'nat', {...plan, family}, done)
-    // A family that can't redirect now must not keep redirecting to a listener that is not there.
-    else if (natWorks) await removeTable(xt, 'nat')
-    await installTable(xt, 'filter', {...plan, family}, done)
+    const forwardGuard = plan.forwarded === 'refuse'
+    const done: InstalledFamily = {family, binary, redirect, forwardGuard, duplicateJumpsRemoved: 0, staleRulesReplaced: 0}
+    const options = {...plan, family}
+    if (redirect) await installChain(xt, {table: 'nat', chain: CHAIN, rules: chainRules('nat', options), parent: 'OUTPUT', jump: jumpRule(family)}, done)
+    await installChain(xt, {table: 'filter', chain: CHAIN, rules: chainRules('filter', options), parent: 'OUTPUT', jump: jumpRule(family)}, done)
+    if (forwardGuard)
+      await installChain(xt, {table: 'filter', chain: FORWARD_CHAIN, rules: forwardRules(family), parent: 'FORWARD', jump: forwardJumpRule(family)}, done)
+    else await removeChain(xt, 'filter', FORWARD_CHAIN, 'FORWARD')
     installed.push(done)
   }
   const connections = await forgetImdsConnections({
@@ -329,31 +370,49 @@ export async function installInterception(
   return {families: installed, connections}
 }
 
-async function installTable(
-  xt: Xtables,
-  table: Table,
-  options: RuleOptions,
-  done: InstalledFamily,
-): Promise<void> {
-  const before = await xt.listing(table)
-  if (!before.chainExists) await xt.must(['-t', table, '-N', CHAIN])
-  // New rules first, then whatever followed them goes: the chain is never without its rules.
-  const rules = chainRules(table, options)
-  for (const [i, rule] of rules.entries()) await xt.must(['-t', table, '-I', CHAIN, String(i + 1), ...rule])
-  for (let n = rules.length + before.chainRules; n > rules.length; n--)
-    await xt.must(['-t', table, '-D', CHAIN, String(n)])
-  done.staleRulesReplaced += before.chainRules
+export interface ChainSpec {
+  table: Table
+  chain: string
+  rules: string[][]
+  /** The built-in chain that jumps to it, and the jump. */
+  parent: 'OUTPUT' | 'FORWARD'
+  jump: string[]
+}
 
-  const jump = jumpRule(options.family)
-  if ((await xt.try(['-t', table, '-C', 'OUTPUT', ...jump])).code !== 0) {
-    await xt.must(['-t', table, '-I', 'OUTPUT', '1', ...jump])
-    return
+/** The chains of ours one table should hold for a family: its interception chain, and in filter the forward guard when there is one. */
+export function chainSpecs(table: Table, options: RuleOptions, forwardGuard: boolean): ChainSpec[] {
+  const specs: ChainSpec[] = [{table, chain: CHAIN, rules: chainRules(table, options), parent: 'OUTPUT', jump: jumpRule(options.family)}]
+  if (table === 'filter' && forwardGuard)
+    specs.push({table, chain: FORWARD_CHAIN, rules: forwardRules(options.family), parent: 'FORWARD', jump: forwardJumpRule(options.family)})
+  return specs
+}
+
+async function installChain(xt: Xtables, spec: ChainSpec, done: InstalledFamily): Promise<void> {
+  const {table, chain, rules, parent, jump} = spec
+  const before = await xt.listing(table)
+  const stale = before.rules.get(chain)?.length ?? 0
+  if (!before.chains.has(chain)) await xt.must(['-t', table, '-N', chain])
+  // New rules first, then whatever followed them goes: the chain is never without its rules.
+  for (const [i, rule] of rules.entries()) await xt.must(['-t', table, '-I', chain, String(i + 1), ...rule])
+  for (let n = rules.length + stale; n > rules.length; n--) await xt.must(['-t', table, '-D', chain, String(n)])
+  done.staleRulesReplaced += stale
+
+  // The jump must be the first rule of its chain: a firewall's ACCEPT before it would let a
+  // connection past. A copy goes in at the top before the others (ours, of this shape) go.
+  const positions = (listing: TableListing) =>
+    (listing.rules.get(parent) ?? []).flatMap((rule, i) => (sameRule(rule, jump) ? [i + 1] : []))
+  let found = positions(before)
+  if (found[0] !== 1) {
+    await xt.must(['-t', table, '-I', parent, '1', ...jump])
+    found = positions(await xt.listing(table))
   }
-  // The jump is there: keep one, delete the copies earlier runs added (jumps of another shape are
-  // not ours to judge; removal deletes them with the chain).
-  for (let copies = before.jumps.filter((listed) => sameRule(listed, jump)).length; copies > 1; copies--) {
-    await xt.must(['-t', table, '-D', 'OUTPUT', ...jump])
-    done.duplicateJumpsRemoved++
+  // Highest first, each checked again just before: another tool may have changed the chain.
+  for (const n of found.filter((n) => n !== 1).reverse()) {
+    const rule = (await xt.listing(table)).rules.get(parent)?.[n - 1]
+    if (rule && sameRule(rule, jump)) {
+      await xt.must(['-t', table, '-D', parent, String(n)])
+      done.duplicateJumpsRemoved++
+    }
   }
 }
 
@@ -378,16 +437,13 @@ export function sameRule(listed: readonly string[], spec: readonly string[]): bo
 export interface RemovedFamily {
   family: IpFamily
   binary: string
-  /** Jumps from OUTPUT deleted, and whether a chain was there to delete, over both tables. */
+  /** Jumps deleted, and chains deleted, over both tables. */
   jumpsRemoved: number
   chainsRemoved: number
 }
 
-/** Removes every jump to the chain and the chain itself, in both tables of both families. */
-export async function removeInterception(options: {
-  iptables: string
-  run?: RunCommand
-}): Promise<RemovedFamily[]> {
+/** Removes every jump to our chains and the chains themselves, in both tables of both families. */
+export async function removeInterception(options: {iptables: string; run?: RunCommand}): Promise<RemovedFamily[]> {
   const run = options.run ?? runCommand
   const removed: RemovedFamily[] = []
   for (const [family, binary] of [
@@ -396,8 +452,12 @@ export async function removeInterception(options: {
   ] as const) {
     const xt = new Xtables(binary, run)
     const done: RemovedFamily = {family, binary, jumpsRemoved: 0, chainsRemoved: 0}
-    for (const table of ['nat', 'filter'] as const) {
-      const result = await removeTable(xt, table, family === 6)
+    for (const [table, chain, parent] of [
+      ['nat', CHAIN, 'OUTPUT'],
+      ['filter', CHAIN, 'OUTPUT'],
+      ['filter', FORWARD_CHAIN, 'FORWARD'],
+    ] as const) {
+      const result = await removeChain(xt, table, chain, parent, family === 6)
       done.jumpsRemoved += result.jumps
       done.chainsRemoved += result.chain ? 1 : 0
     }
@@ -407,12 +467,15 @@ export async function removeInterception(options: {
 }
 
 /**
- * Removes our jumps and chain from one table. A table that does not exist holds nothing of ours;
- * with `optional` (ip6tables), neither does a binary or table that can't be listed.
+ * Removes our jumps (any shape) from `parent` and our chain from one table. A table that does not
+ * exist holds nothing of ours; with `optional` (ip6tables), neither does a binary or table that
+ * can't be listed.
  */
-async function removeTable(
+async function removeChain(
   xt: Xtables,
   table: Table,
+  chain: string,
+  parent: 'OUTPUT' | 'FORWARD',
   optional = false,
 ): Promise<{jumps: number; chain: boolean}> {
   const nothing = {jumps: 0, chain: false}
@@ -428,12 +491,97 @@ async function removeTable(
     throw new UserError('unavailable', `${xt.binary} -t ${table} -S failed: ${firstLine(result.stderr)}`)
   }
   const listing = parseListing(result.stdout)
-  for (const jump of listing.jumps) await xt.must(['-t', table, '-D', 'OUTPUT', ...jump])
-  if (listing.chainExists) {
-    await xt.must(['-t', table, '-F', CHAIN])
-    await xt.must(['-t', table, '-X', CHAIN])
+  const jumps = (listing.rules.get(parent) ?? []).filter((rule) => rule.at(-2) === '-j' && rule.at(-1) === chain)
+  for (const jump of jumps) await xt.must(['-t', table, '-D', parent, ...jump])
+  const exists = listing.chains.has(chain)
+  if (exists) {
+    await xt.must(['-t', table, '-F', chain])
+    await xt.must(['-t', table, '-X', chain])
   }
-  return {jumps: listing.jumps.length, chain: listing.chainExists}
+  return {jumps: jumps.length, chain: exists}
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is in place now
+
+export interface ChainStatus {
+  table: Table
+  chain: string
+  parent: 'OUTPUT' | 'FORWARD'
+  /** The chain exists and holds exactly the rules it should. */
+  rulesInPlace: boolean
+  /** Jumps to it from its parent chain. */
+  jumps: number
+  /** One of them is the parent chain's first rule. */
+  first: boolean
+  /** What is wrong, for a human; null when nothing is. */
+  problem: string | null
+}
+
+export interface FamilyStatus {
+  family: IpFamily
+  binary: string
+  /** Why the binary cannot list its tables (not installed, no such table...), or null. */
+  unavailable: string | null
+  nat: ChainStatus | null
+  filter: ChainStatus | null
+  forward: ChainStatus | null
+}
+
+/** The interception as the tables hold it now, per family (IPv6 where the kernel has it). */
+export async function inspectInterception(
+  options: Omit<RuleOptions, 'family'> & {iptables: string; forwarded: ForwardedImds; run?: RunCommand; ipv6Proc?: string},
+): Promise<FamilyStatus[]> {
+  const run = options.run ?? runCommand
+  const families: Array<[IpFamily, string]> = [[4, options.iptables]]
+  if (await exists(options.ipv6Proc ?? '/proc/net/if_inet6')) families.push([6, ip6tablesFor(options.iptables)])
+  const out: FamilyStatus[] = []
+  for (const [family, binary] of families) {
+    const xt = new Xtables(binary, run)
+    const status: FamilyStatus = {family, binary, unavailable: null, nat: null, filter: null, forward: null}
+    const list = async (table: Table): Promise<TableListing | string> => {
+      try {
+        const result = await xt.try(['-t', table, '-S'])
+        return result.code === 0 ? parseListing(result.stdout) : firstLine(result.stderr)
+      } catch (error) {
+        return (error as Error).message
+      }
+    }
+    const filter = await list('filter')
+    if (typeof filter === 'string') {
+      status.unavailable = filter
+      out.push(status)
+      continue
+    }
+    const nat = await list('nat')
+    const rules = {...options, family}
+    if (typeof nat !== 'string') status.nat = chainStatus(nat, {table: 'nat', chain: CHAIN, rules: chainRules('nat', rules), parent: 'OUTPUT', jump: jumpRule(family)})
+    status.filter = chainStatus(filter, {table: 'filter', chain: CHAIN, rules: chainRules('filter', rules), parent: 'OUTPUT', jump: jumpRule(family)})
+    status.forward = chainStatus(filter, {table: 'filter', chain: FORWARD_CHAIN, rules: forwardRules(family), parent: 'FORWARD', jump: forwardJumpRule(family)})
+    out.push(status)
+  }
+  return out
+}
+
+export function chainStatus(listing: TableListing, spec: ChainSpec): ChainStatus {
+  const {table, chain, parent, jump} = spec
+  const held = listing.rules.get(chain) ?? []
+  const parentRules = listing.rules.get(parent) ?? []
+  const jumps = parentRules.filter((rule) => sameRule(rule, jump)).length
+  const first = parentRules.length > 0 && sameRule(parentRules[0], jump)
+  const rulesInPlace = listing.chains.has(chain) && held.length === spec.rules.length && held.every((rule, i) => sameRule(rule, spec.rules[i]))
+  const problem = !listing.chains.has(chain)
+    ? `no chain ${chain}`
+    : held.length !== spec.rules.length
+      ? `chain ${chain} holds ${held.length} rules, not the ${spec.rules.length} it should`
+      : !rulesInPlace
+        ? `chain ${chain} holds other rules than the ${spec.rules.length} it should`
+        : jumps === 0
+          ? `no jump to ${chain} from ${parent}`
+          : !first
+            ? `the jump to ${chain} is not the first rule of ${parent}: a rule before it may let connections past`
+            : null
+  return {table, chain, parent, rulesInPlace, jumps, first, problem}
 }
 
 // ---------------------------------------------------------------------------------------------

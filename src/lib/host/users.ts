@@ -76,3 +76,18 @@ export async function requireUser(db: UserDatabase, query: UserQuery): Promise<L
   if (!user) throw new NotFoundError(`no local ${describe(query)} in the user database`, {suggestion: 'check the name or uid (getent passwd)'})
   return user
 }
+
+/** A group's gid through NSS (`getent group NAME`); null when there is no such group. */
+export function groupId(name: string, getent = 'getent'): Promise<number | null> {
+  if (/^\d+$/.test(name) || name.startsWith('-') || name === '') return Promise.resolve(null)
+  return new Promise((resolve, reject) => {
+    execFile(getent, ['group', name], {timeout: 10_000}, (error, stdout) => {
+      if (error) {
+        if ((error as {code?: unknown}).code === 2) return resolve(null)
+        return reject(new UserError('unavailable', `could not look up group '${name}' with getent group: ${error.message.split('\n')[0]}`))
+      }
+      const gid = stdout.split('\n')[0]?.split(':')[2]
+      resolve(gid !== undefined && /^\d+$/.test(gid) ? Number(gid) : null)
+    })
+  })
+}

@@ -38,6 +38,7 @@ export type DocumentKind = 'identity' | 'trust' | 'session'
  */
 export function readPolicyDocument(text: string, kind: DocumentKind): PolicyDocument {
   // Every IAM and STS policy parameter has this pattern: tab, LF, CR and U+0020 to U+00FF.
+  // eslint-disable-next-line no-control-regex
   if (!/^[\u0009\u000A\u000D\u0020-\u00FF]+$/.test(text))
     throw new AwsError(
       'ValidationError',
