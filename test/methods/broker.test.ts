@@ -101,7 +101,9 @@ describe('the credential chain (through the AWS test double)', () => {
     await double.stop()
     await start({
       edit: (snapshot) => {
-        snapshot.users.get('carol')!.inline.set('switch-roles', {Version: '2012-10-17', Statement: [{Effect: 'Allow', Action: 'sts:AssumeRole', Resource: 'arn:aws:iam::123456789012:role/*'}]})
+        // (Her session carries a SourceIdentity, which a chained AssumeRole passes on: AWS then
+        // requires sts:SetSourceIdentity in her policy and in the role's trust.)
+        snapshot.users.get('carol')!.inline.set('switch-roles', {Version: '2012-10-17', Statement: [{Effect: 'Allow', Action: ['sts:AssumeRole', 'sts:SetSourceIdentity'], Resource: 'arn:aws:iam::123456789012:role/*'}]})
         const template = snapshot.roles.get('user-alice')!
         snapshot.roles.set('shared-reader', {
           ...template,
@@ -111,7 +113,7 @@ describe('the credential chain (through the AWS test double)', () => {
           tags: {},
           inline: new Map(),
           attached: [],
-          trustPolicy: {Version: '2012-10-17', Statement: [{Effect: 'Allow', Principal: {AWS: 'arn:aws:iam::123456789012:root'}, Action: 'sts:AssumeRole'}]},
+          trustPolicy: {Version: '2012-10-17', Statement: [{Effect: 'Allow', Principal: {AWS: 'arn:aws:iam::123456789012:root'}, Action: ['sts:AssumeRole', 'sts:SetSourceIdentity']}]},
         })
       },
     })
@@ -150,7 +152,7 @@ describe('the credential chain (through the AWS test double)', () => {
     const policy = JSON.parse(call.policy!)
     assert.deepEqual(policy.Statement, [
       {Effect: 'Allow', Action: '*', Resource: '*'},
-      {Effect: 'Deny', Action: ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', ...IAM_WRITES, 'secretsmanager:*'], Resource: '*'},
+      {Effect: 'Deny', Action: ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', 'sts:SetContext', ...IAM_WRITES, 'secretsmanager:*'], Resource: '*'},
     ])
   })
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/aws/model.js'
 import {defaultConfig} from '../../src/lib/config/schema.js'
 import {InputError} from '../../src/lib/errors.js'
-import {IAM_WRITES, instanceRoleDenyPolicy} from '../../src/lib/methods/session.js'
+import {IAM_WRITES, instanceRoleDenyPolicy, sessionNameFor} from '../../src/lib/methods/session.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {compileSessionPolicy, CompileResult, resolvePolicyForUser} from '../../src/lib/policy/compiler.js'
 import type {PolicyDocument, Statement} from '../../src/lib/policy/document.js'
@@ -84,18 +84,18 @@ interface Verdict {
 /** The request judged for the session and for the IAM user, with a resource policy naming the instance role if given. */
 function judge(u: UserPolicies, role: RolePolicies, result: CompileResult, probe: Omit<RequestContext, 'context'> & {context?: RequestContext['context']}, resourcePolicy?: PolicyDocument): Verdict {
   const request: RequestContext = {context: {}, ...probe}
-  const chaining = /^sts:(AssumeRole|TagSession|SetSourceIdentity)$/i.test(request.action)
+  const chaining = /^sts:(AssumeRole|TagSession|SetSourceIdentity|SetContext)$/i.test(request.action)
   const target: Target = chaining ? {trust: ROLES.find((r) => r.arn === request.resource)?.trustPolicy ?? null} : resourcePolicy ? {resourcePolicy} : null
   const sessionContext = roleSessionContext({roleArn: role.role.arn, roleId: role.role.id, sessionName: u.user.name, roleTags: role.role.tags, sourceIdentity: u.user.name})
-  const session = sessionMay(
-    {
-      role: {identity: [...role.inline, ...role.managed].map((p) => p.document)},
-      sessionPolicies: result.grantsAnything ? sessionPolicies(u, result) : [doc()],
-      principal: {arns: [role.role.arn, `arn:aws:sts::${ACCOUNT}:assumed-role/${role.role.name}/${u.user.name}`], ids: [role.role.id], accountId: ACCOUNT},
-    },
-    {...request, context: {...request.context, ...sessionContext}},
-    target,
-  )
+  const world = {
+    role: {identity: [...role.inline, ...role.managed].map((p) => p.document)},
+    sessionPolicies: result.grantsAnything ? sessionPolicies(u, result) : [doc()],
+    principal: {arns: [role.role.arn, `arn:aws:sts::${ACCOUNT}:assumed-role/${role.role.name}/${u.user.name}`], ids: [role.role.id], accountId: ACCOUNT},
+  }
+  // The session has a SourceIdentity: AssumeRole needs sts:SetSourceIdentity as well (role chaining).
+  const session =
+    sessionMay(world, {...request, context: {...request.context, ...sessionContext}}, target) &&
+    (request.action !== 'sts:AssumeRole' || sessionMay(world, {...request, action: 'sts:SetSourceIdentity', context: {...request.context, ...sessionContext}}, target))
   const identity = [...u.inline, ...u.managed, ...u.groups.flatMap((g) => [...g.inline, ...g.managed])].map((p) => p.document)
   const userSide = userCredentialContexts({name: u.user.name, id: u.user.id, arn: u.user.arn, tags: u.user.tags}).map(({label, context}) => ({
     label,
@@ -116,7 +116,7 @@ function assertNoOverGrant(v: Verdict, what: string): void {
 
 describe('a RestrictedInstanceRole session, under the whole of AWS evaluation', () => {
   describe('role chaining', () => {
-    const alice = user('alice', [doc({Effect: 'Allow', Action: 'sts:AssumeRole', Resource: `arn:aws:iam::${ACCOUNT}:role/*`}, {Effect: 'Allow', Action: 's3:GetObject', Resource: '*'})])
+    const alice = user('alice', [doc({Effect: 'Allow', Action: ['sts:AssumeRole', 'sts:SetSourceIdentity'], Resource: `arn:aws:iam::${ACCOUNT}:role/*`}, {Effect: 'Allow', Action: 's3:GetObject', Resource: '*'})])
 
     for (const compress of [false, true])
       it(`cannot re-assume the instance role or assume another user's role, which trust the instance role and not the IAM user (compress ${compress})`, async () => {
@@ -124,7 +124,7 @@ describe('a RestrictedInstanceRole session, under the whole of AWS evaluation', 
         const result = await compile(alice, {compress})
         // Then the session may assume neither the instance role (the whole of it) nor user-alice
         for (const target of [HOST_ARN, roleArn('user-alice')])
-          for (const action of ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']) {
+          for (const action of ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', 'sts:SetContext']) {
             const v = judge(alice, broadRole, result, {action, resource: target})
             assertNoOverGrant(v, `${action} on ${target}`)
             assert.equal(v.session, false, `${action} ${target}`)
@@ -317,6 +317,104 @@ describe('a RestrictedInstanceRole session, under the whole of AWS evaluation', 
       assert.equal(result.grantsAnything, false, `compress ${compress}`)
       assert.equal(result.policy, null)
     }
+  })
+})
+
+describe('found by review: the edges of deciding principal keys', () => {
+  const probe = (u: UserPolicies, action: string, resource: string, result: CompileResult) => judge(u, broadRole, result, {action, resource})
+
+  it("never leaves a principal variable it cannot read for AWS to judge against the session (a default with a quote, a tag key with a space)", async () => {
+    const quote = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: "arn:aws:s3:::home/${aws:username, 'O'Brien'}/*"})])
+    const result = await compile(quote)
+    assertNoOverGrant(probe(quote, 's3:GetObject', "arn:aws:s3:::home/O'Brien/secret", result), 'the default, in the session')
+    assert.ok(!result.policy?.includes('${aws:username'), result.policy ?? '')
+    const spaced = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::billing-${aws:PrincipalTag/Cost Center}/*'})], {}, {'Cost Center': 'research'})
+    const spacedResult = await compile(spaced)
+    assert.ok(!spacedResult.policy?.includes('${aws:PrincipalTag'), spacedResult.policy ?? '')
+    assert.match(spacedResult.warnings.join('\n'), /without a single value/)
+  })
+
+  it('keeps a Deny whose Resource holds a credential-key variable, for every value it can take', async () => {
+    const u = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::vault/*'}, {Effect: 'Deny', Action: 's3:GetObject', Resource: 'arn:aws:s3:::vault/mfa-${aws:MultiFactorAuthPresent}/*'})])
+    const result = await compile(u)
+    for (const value of ['false', 'true']) {
+      const v = probe(u, 's3:GetObject', `arn:aws:s3:::vault/mfa-${value}/x`, result)
+      assertNoOverGrant(v, `mfa-${value}`)
+      assert.equal(v.session, false, `mfa-${value}`)
+    }
+  })
+
+  it('reads an empty principal tag as no value under ForAllValues and ForAnyValue, as AWS does', async () => {
+    const deny = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: '*'}, {Effect: 'Deny', Action: 's3:GetObject', Resource: 'arn:aws:s3:::restricted/*', Condition: {'ForAllValues:StringEquals': {'aws:PrincipalTag/clearance': ['none']}}})], {}, {clearance: ''})
+    const denied = await compile(deny)
+    assert.equal(probe(deny, 's3:GetObject', 'arn:aws:s3:::restricted/x', denied).session, false)
+    const allow = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::projects/*', Condition: {'ForAnyValue:StringNotEquals': {'aws:PrincipalTag/project': ['archived']}}})], {}, {project: ''})
+    const allowed = await compile(allow)
+    assertNoOverGrant(probe(allow, 's3:GetObject', 'arn:aws:s3:::projects/x', allowed), 'ForAnyValue on an empty tag')
+    assert.equal(allowed.grantsAnything, false)
+  })
+
+  it('matches ? to one character above U+FFFF, in the boundary fold and in principal-key conditions', async () => {
+    const astral = '\u{20000}'
+    const boundary: ManagedPolicy = {name: 'b', arn: `arn:aws:iam::${ACCOUNT}:policy/b`, versionId: 'v1', document: doc({Effect: 'Allow', Action: 's3:GetObject', Resource: [`arn:aws:s3:::b/${astral}`, 'arn:aws:s3:::other/*']})}
+    const u = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', NotResource: 'arn:aws:s3:::b/?'})], {permissionsBoundary: boundary})
+    const result = await compile(u)
+    assertNoOverGrant(probe(u, 's3:GetObject', `arn:aws:s3:::b/${astral}`, result), 'b/𠀀')
+    const v = user('bob', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: '*'}, {Effect: 'Deny', Action: 's3:GetObject', Resource: 'arn:aws:s3:::vip/*', Condition: {StringLike: {'aws:PrincipalTag/initial': '?'}}})], {}, {initial: astral})
+    assert.equal(probe(v, 's3:GetObject', 'arn:aws:s3:::vip/x', await compile(v)).session, false)
+  })
+
+  it('reads ${*} in an ArnLike value as a literal asterisk', async () => {
+    const u = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::data/*', Condition: {ArnLike: {'aws:PrincipalArn': 'arn:aws:iam::123456789012:user/al${*}'}}})])
+    const result = await compile(u)
+    assertNoOverGrant(probe(u, 's3:GetObject', 'arn:aws:s3:::data/x', result), 'ArnLike with ${*}')
+    assert.equal(result.grantsAnything, false)
+  })
+
+  it('substitutes no variable in a Numeric or IpAddress value, where AWS does not either', async () => {
+    const u = user('alice', [doc({Effect: 'Allow', Action: 's3:ListBucket', Resource: 'arn:aws:s3:::data', Condition: {NumericLessThanEquals: {'s3:max-keys': '${aws:PrincipalTag/max}'}}})], {}, {max: '1000'})
+    const result = await compile(u)
+    assert.match(result.policy ?? '', /"s3:max-keys":"\$\{aws:PrincipalTag\/max\}"/)
+  })
+
+  it('refuses to AND two values of one condition key spelled in different cases (user and boundary)', async () => {
+    const boundary: ManagedPolicy = {name: 'b', arn: `arn:aws:iam::${ACCOUNT}:policy/b`, versionId: 'v1', document: doc({Effect: 'Allow', Action: 's3:*', Resource: 'arn:aws:s3:::data/*', Condition: {StringEquals: {'AWS:RequestedRegion': 'eu-west-1'}}})}
+    const u = user('alice', [doc({Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::data/*', Condition: {StringEquals: {'aws:RequestedRegion': 'us-east-1'}}})], {permissionsBoundary: boundary})
+    const result = await compile(u)
+    assert.ok(!/RequestedRegion.*RequestedRegion/i.test(result.policy ?? ''), result.policy ?? '')
+    assert.match(result.warnings.join('\n'), /cannot be written as one statement/)
+  })
+})
+
+describe('found by review: role chaining in full', () => {
+  it('denies sts:SetContext too, on a role whose trust gives it to the instance role only', async () => {
+    const trust = doc(
+      {Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, Action: ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']},
+      {Effect: 'Allow', Principal: {AWS: HOST_ARN}, Action: 'sts:SetContext'},
+    )
+    const roles = [...ROLES, {name: 'tip-app', arn: roleArn('tip-app'), id: 'AROATIP', trustPolicy: trust}]
+    const u = user('alice', [doc({Effect: 'Allow', Action: 'sts:*', Resource: `arn:aws:iam::${ACCOUNT}:role/*`})])
+    const result = await compile(u, {roles})
+    assert.equal(evaluatePolicies(sessionPolicies(u, result), {action: 'sts:SetContext', resource: roleArn('tip-app'), context: {}}), 'ExplicitDeny')
+  })
+
+  it('says a SourceIdentity session cannot chain where sts:SetSourceIdentity is not allowed, and lists no such role as assumable', async () => {
+    const u = user('alice', [doc({Effect: 'Allow', Action: 'sts:AssumeRole', Resource: `arn:aws:iam::${ACCOUNT}:role/*`})])
+    const result = await compile(u)
+    assert.deepEqual(result.assumableRoles, [])
+    assert.match(result.warnings.join('\n'), /carries a SourceIdentity.*shared-reader/)
+  })
+
+  it('keeps a role assumable for a user with sts:* when its trust grants only sts:AssumeRole (and SetSourceIdentity)', async () => {
+    const trust = doc({Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, Action: ['sts:AssumeRole', 'sts:SetSourceIdentity']})
+    const roles = [...ROLES, {name: 'plain', arn: roleArn('plain'), id: 'AROAPLAIN', trustPolicy: trust}]
+    const result = await compile(user('alice', [doc({Effect: 'Allow', Action: 'sts:*', Resource: '*'})]), {roles})
+    assert.ok(result.assumableRoles.includes(roleArn('plain')), JSON.stringify(result.assumableRoles))
+  })
+
+  it('never gives two users one session name, also when one is named like the other changed', () => {
+    assert.notEqual(sessionNameFor('mallory.smith$'), sessionNameFor(sessionNameFor('mallory.smith$')))
+    assert.equal(sessionNameFor('alice'), 'alice')
   })
 })
 

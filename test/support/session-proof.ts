@@ -38,7 +38,7 @@ export interface ProofWorld {
   sourceIdentity: string | null
 }
 
-const CHAINING = /^sts:(AssumeRole|TagSession|SetSourceIdentity)$/i
+const CHAINING = /^sts:(AssumeRole|TagSession|SetSourceIdentity|SetContext)$/i
 
 /** The session's policies as AWS holds them: the inline policy and every policy passed by ARN. */
 export function sessionDocuments(user: UserPolicies, result: CompileResult): PolicyDocument[] {
@@ -110,13 +110,22 @@ export class SessionProof {
    */
   judge(probe: RequestContext): {overGrant?: string; underGrant?: boolean} | null {
     const target = this.target(probe)
-    const session = sessionMay(this.sessionWorld, this.with(probe, this.sessionContext), target)
+    // A session with a SourceIdentity passes it on when it assumes a role: AWS then requires
+    // sts:SetSourceIdentity too, in its policies and in the target's trust ("Permissions
+    // required to set source identity", role chaining). The IAM user has none to pass on.
+    const chainedIdentity = this.world.sourceIdentity !== null && /^sts:AssumeRole$/i.test(probe.action)
+    const session =
+      sessionMay(this.sessionWorld, this.with(probe, this.sessionContext), target) &&
+      (!chainedIdentity || sessionMay(this.sessionWorld, this.with({...probe, action: 'sts:SetSourceIdentity'}, this.sessionContext), target))
     if (session) {
       for (const {label, context} of this.userContexts)
         if (!userMay(this.userWorld, this.with(probe, context), target)) return {overGrant: label}
       return null
     }
-    if (!sessionMay(this.roleAloneWorld, this.with(probe, this.sessionContext), target)) return null
+    const roleAlone =
+      sessionMay(this.roleAloneWorld, this.with(probe, this.sessionContext), target) &&
+      (!chainedIdentity || sessionMay(this.roleAloneWorld, this.with({...probe, action: 'sts:SetSourceIdentity'}, this.sessionContext), target))
+    if (!roleAlone) return null
     return this.userContexts.every(({context}) => userMay(this.userWorld, this.with(probe, context), target)) ? {underGrant: true} : null
   }
 
@@ -136,7 +145,7 @@ export class SessionProof {
       seed: options.seed,
     })
     const roleArns = [...this.world.roles.map((r) => r.arn), ...(this.world.otherRoles ?? []).map((r) => r.arn)]
-    for (const arn of roleArns) for (const action of ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']) probes.push({action, resource: arn, context: {}})
+    for (const arn of roleArns) for (const action of ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', 'sts:SetContext']) probes.push({action, resource: arn, context: {}})
     // The guarantee is over the actions AWS has published, and one it has not per service: other
     // names (a wildcard's instance such as s3:GetZz9Future) stand for future actions, which a
     // wildcard (the user's, or one the compiler writes) may match: a documented limit.

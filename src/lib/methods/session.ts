@@ -13,7 +13,9 @@ const VALID = /^[\w+=,.@-]{2,64}$/
  * two different users never share a session name (CloudTrail names the right person).
  */
 export function sessionNameFor(username: string): string {
-  if (VALID.test(username)) return username
+  // A valid name that looks like a changed one (stem-8 hex digits) is changed too, so that
+  // `a.b$` (→ a.b_-HASH) and a user actually named `a.b_-HASH` never share a session name.
+  if (VALID.test(username) && !/-[0-9a-f]{8}$/.test(username)) return username
   const stem = username.replace(/[^\w+=,.@-]/g, '_').slice(0, 55)
   const hash = createHash('sha256').update(username).digest('hex').slice(0, 8)
   return `${stem}-${hash}`

@@ -32,6 +32,8 @@ import {
   conditionEntries,
   escapeLiteralVariables,
   inertInSession,
+  NO_SINGLE_VALUE,
+  widenPrincipalVariables,
   isPrincipalKey,
   judgePrincipalCondition,
   PrincipalContext,
@@ -111,17 +113,22 @@ const sideNames = (sides: Side[]) => sides.map((x) => x.label).join(' or ')
 function resolveStatement(s: Stmt, version: string | undefined, sides: Side[], warnings: string[]): Stmt | null {
   const where = statementName(s)
   const variablesLive = version === POLICY_VERSION
-  const resolve = (text: string): string | null => (variablesLive ? resolvePrincipalVariables(text, sides) : escapeLiteralVariables(text))
+  const resolve = (text: string) => (variablesLive ? resolvePrincipalVariables(text, sides) : escapeLiteralVariables(text))
+  const field = s.notResource ? 'NotResource' : 'Resource'
 
+  // An entry with no value on any side matches nothing, for the user as for AWS: it goes. One
+  // whose value depends on how the user signs (or cannot be read) is read as broadly as it must
+  // be: a Deny's Resource matches every value (${...} → *), and so does an Allow's NotResource;
+  // a Deny's NotResource entry, an Allow's Resource entry go.
   const resources: string[] = []
   for (const r of s.resources) {
     const v = resolve(r)
-    if (v !== null) resources.push(v)
-    else if (s.effect === 'Allow') {
-      warnings.push(`dropped ${where}: its ${s.notResource ? 'NotResource' : 'Resource'} '${r}' uses a principal variable the IAM user has no single value for`)
-      return null
+    if (typeof v === 'string') resources.push(v)
+    else if (v === NO_SINGLE_VALUE) {
+      const widen = (s.effect === 'Deny') !== s.notResource
+      if (widen) resources.push(widenPrincipalVariables(r))
+      warnings.push(`${s.effect === 'Allow' ? 'narrowed' : 'widened'} ${where}: its ${field} '${r}' uses a principal variable without a single value for the IAM user`)
     }
-    // A Deny entry that matches nothing is simply gone; the rest of the Deny still applies.
   }
   let out: Stmt = {...s, resources}
   if (resources.length === 0) {
@@ -140,8 +147,11 @@ function resolveStatement(s: Stmt, version: string | undefined, sides: Side[], w
       continue
     }
     const list = Array.isArray(values) ? values : [values]
-    const resolved = list.map((v) => (typeof v === 'string' ? resolve(v) : v))
-    if (resolved.some((v) => v === null)) {
+    // AWS substitutes variables only in the String and Arn operators' values (IAM User Guide,
+    // "Variables and tags"); elsewhere `${` is text, for the user and the session alike.
+    const substitutes = /^(ForAnyValue:|ForAllValues:)?(String|Arn)/i.test(operator)
+    const resolved = list.map((v) => (typeof v === 'string' && substitutes ? resolve(v) : v))
+    if (resolved.some((v) => typeof v === 'symbol')) {
       if (s.effect === 'Allow') {
         warnings.push(`dropped ${where}: its condition ${operator} ${key} uses a principal variable the IAM user has no single value for`)
         return null
@@ -283,10 +293,13 @@ function mergeConditions(a?: ConditionBlock, b?: ConditionBlock): ConditionBlock
   if (!b) return a
   const out: ConditionBlock = structuredClone(a)
   for (const {operator, key, values} of conditionEntries(b)) {
-    const existing = out[operator]?.[key]
+    // Operators and keys compare case-insensitively: one block may name each only once.
+    const op = Object.keys(out).find((o) => o.toLowerCase() === operator.toLowerCase()) ?? operator
+    const k = Object.keys(out[op] ?? {}).find((x) => x.toLowerCase() === key.toLowerCase()) ?? key
+    const existing = out[op]?.[k]
     if (existing !== undefined && canonicalJson(existing) !== canonicalJson(values)) return null // AND of two value sets: not expressible
-    out[operator] ??= {}
-    out[operator][key] = values as string | string[]
+    out[op] ??= {}
+    out[op][k] = values as string | string[]
   }
   return out
 }
@@ -371,7 +384,7 @@ function closeRoleChaining(
   allows: Stmt[],
   roles: RoleTrust[] | null,
   principals: {session: TrustedPrincipal; user: TrustedPrincipal},
-  where: {accountId: string; partition: string; iamUser: string},
+  where: {accountId: string; partition: string; iamUser: string; sourceIdentity: boolean},
 ): {deny: Stmt; assumable: string[]; warnings: string[]} {
   const origin: Origin = {label: 'role chaining (step c)'}
   const denyAll = (assumable: string[]): Stmt =>
@@ -387,20 +400,34 @@ function closeRoleChaining(
   }
   const assumable: string[] = []
   const refused: string[] = []
+  const lacksSourceIdentity: string[] = []
+  const [ASSUME, , SET_SOURCE_IDENTITY] = [0, 1, 2]
   for (const role of roles) {
     // Per action: whether the session's policy may allow it on the role, and how the trust reads it.
     const per = chaining.map((a, i) => ({
       allowed: mayChain.some((s) => mayApplyOn(s, a, role.arn)),
       reading: readTrust(role.trustPolicy, CHAINING_ACTIONS[i], principals.session, principals.user),
     }))
-    // Exempt from the Deny only when every action the session may ask for is judged alike.
-    const exempt = per[0].allowed && per.every(({allowed, reading}) => !allowed || reading.alike)
+    // A session with a SourceIdentity passes it on: AWS then requires sts:SetSourceIdentity in its
+    // policy and in the target's trust for every role it assumes (IAM User Guide, "Permissions
+    // required to set source identity": role chaining).
+    const ssi = per[SET_SOURCE_IDENTITY]
+    const sourceIdentityBlocks = where.sourceIdentity && !(ssi.allowed && ssi.reading.sessionMay)
+    // Exempt from the Deny only when AssumeRole is judged alike, and every other action the
+    // session may ask for is too (or its trust admits no session for it).
+    const exempt =
+      per[ASSUME].allowed && per[ASSUME].reading.alike && !sourceIdentityBlocks && per.every(({allowed, reading}) => !allowed || !reading.sessionMay || reading.alike)
     // The user may and the session may not: the trust names the user directly (he needs no
     // identity policy, the session needs its session policy's Allow), or it is not alike.
     const userOnly = per.some(({allowed, reading}) => reading.sessionMay && (reading.userDirect || (allowed && !exempt && reading.userMay)))
     if (exempt) assumable.push(role.arn)
     if (userOnly) refused.push(role.name)
+    if (sourceIdentityBlocks && per[ASSUME].allowed && per[ASSUME].reading.sessionMay) lacksSourceIdentity.push(role.name)
   }
+  if (lacksSourceIdentity.length > 0)
+    warnings.push(
+      `the session carries a SourceIdentity, so AWS lets it assume a role only where its policy and the role's trust allow sts:SetSourceIdentity: ${lacksSourceIdentity.slice(0, 3).join(', ')}${lacksSourceIdentity.length > 3 ? ` and ${lacksSourceIdentity.length - 3} more` : ''} ${lacksSourceIdentity.length === 1 ? 'does' : 'do'} not ([general] source_identity = False lifts this)`,
+    )
   if (refused.length > 0)
     warnings.push(
       `the session may not assume role${refused.length === 1 ? '' : 's'} ${refused.slice(0, 3).join(', ')}${refused.length > 3 ? ` and ${refused.length - 3} more` : ''}, which IAM user ${where.iamUser} may: ${refused.length === 1 ? 'its trust policy admits' : 'their trust policies admit'} the instance role's session differently`,
@@ -499,34 +526,50 @@ function minimalPatterns(dim: Dim, values: string[]): string[] {
   return unique.filter((v, i) => !unique.some((w, j) => j !== i && covers(dim, w, v) && !(covers(dim, v, w) && j > i)))
 }
 
-function merge(work: Work): void {
+async function merge(work: Work): Promise<void> {
   let stmts = work.stmts.map((s) => ({
     ...s,
     actions: minimalPatterns('action', s.actions),
     resources: minimalPatterns('resource', s.resources),
   }))
   const sameSet = (dim: Dim, a: Stmt, b: Stmt) => dimCovers(dim, a, b) && dimCovers(dim, b, a) && isNot(a, dim) === isNot(b, dim)
-  let changed = true
-  while (changed) {
-    changed = false
-    outer: for (let i = 0; i < stmts.length; i++)
-      for (let j = i + 1; j < stmts.length; j++) {
-        const a = stmts[i]
-        const b = stmts[j]
-        if (a.effect !== b.effect || !sameCondition(a.condition, b.condition)) continue
-        let merged: Stmt | undefined
-        if (stmtCovers(a, b)) merged = a
-        else if (stmtCovers(b, a)) merged = b
-        else if (!a.notResource && !b.notResource && sameSet('action', a, b))
-          merged = {...a, resources: minimalPatterns('resource', [...a.resources, ...b.resources]), origin: combine(a, b)}
-        else if (!a.notAction && !b.notAction && sameSet('resource', a, b))
-          merged = {...a, actions: minimalPatterns('action', [...a.actions, ...b.actions]), origin: combine(a, b)}
-        if (merged) {
-          stmts = [...stmts.slice(0, i), {...merged, sid: undefined}, ...stmts.slice(i + 1, j), ...stmts.slice(j + 1)]
+  const mergedPair = (a: Stmt, b: Stmt): Stmt | undefined => {
+    if (stmtCovers(a, b)) return a
+    if (stmtCovers(b, a)) return b
+    if (!a.notResource && !b.notResource && sameSet('action', a, b)) return {...a, resources: minimalPatterns('resource', [...a.resources, ...b.resources]), origin: combine(a, b)}
+    if (!a.notAction && !b.notAction && sameSet('resource', a, b)) return {...a, actions: minimalPatterns('action', [...a.actions, ...b.actions]), origin: combine(a, b)}
+    return undefined
+  }
+  // Only statements of one effect and one condition merge: each such group on its own, each
+  // statement against the rest until nothing merges (a merged statement is checked again
+  // against all after it). Work grows with the groups' sizes, not with the whole policy's.
+  const groups = new Map<string, Stmt[]>()
+  for (const st of stmts) {
+    const key = `${st.effect}\n${canonicalJson(st.condition ?? {})}`
+    groups.set(key, [...(groups.get(key) ?? []), st])
+  }
+  stmts = []
+  let pairs = 0
+  for (const group of groups.values()) {
+    let changed = true
+    while (changed) {
+      changed = false
+      for (let i = 0; i < group.length; i++)
+        for (let j = i + 1; j < group.length; ) {
+          // A large policy set takes a while: let the daemon answer other users meanwhile.
+          if (++pairs % 2000 === 0) await new Promise((resolve) => setImmediate(resolve))
+          const merged = mergedPair(group[i], group[j])
+          if (!merged) {
+            j++
+            continue
+          }
+          group[i] = {...merged, sid: undefined}
+          group.splice(j, 1)
           changed = true
-          break outer
+          j = i + 1
         }
-      }
+    }
+    stmts.push(...group)
   }
   // An Allow wholly inside an unconditional Deny grants nothing: the Deny covers the session.
   const denies = stmts.filter((s) => s.effect === 'Deny' && !s.condition)
@@ -694,7 +737,7 @@ export async function compileSessionPolicy(user: UserPolicies, role: RolePolicie
       },
       user: {arn: user.user.arn, id: user.user.id, accountId: user.user.arn.split(':')[4] ?? '', sides},
     },
-    {accountId: roleAccount, partition, iamUser: user.user.name},
+    {accountId: roleAccount, partition, iamUser: user.user.name, sourceIdentity: options.session.sourceIdentity !== null},
   )
   work.warnings.push(...chaining.warnings)
   work.stmts = [...work.stmts, chaining.deny]
@@ -708,7 +751,7 @@ export async function compileSessionPolicy(user: UserPolicies, role: RolePolicie
       const byStep: Array<[string, Stmt[]]> = []
       const leftOut = on('prune') ? prune(w, view) : 0
       byStep.push(['prune', w.stmts])
-      if (on('merge')) merge(w)
+      if (on('merge')) await merge(w)
       byStep.push(['merge', w.stmts])
       if (on('wildcards') && options.catalog) await collapseWildcards(w, options.catalog)
       byStep.push(['wildcards', w.stmts])

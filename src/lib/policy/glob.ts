@@ -1,6 +1,7 @@
 // IAM wildcard patterns (`*` any run of characters, `?` one character; nothing else is
 // special) and the set questions the compiler asks of them. Actions compare case-insensitively,
-// ARNs case-sensitively: callers lower-case actions before asking.
+// ARNs case-sensitively: callers lower-case actions before asking. A character is a code point
+// (`?` matches 𠀀, which JavaScript strings hold as two units).
 
 const cache = new Map<string, RegExp>()
 
@@ -8,7 +9,7 @@ function toRegExp(pattern: string): RegExp {
   let re = cache.get(pattern)
   if (!re) {
     const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]')
-    re = new RegExp(`^${body}$`)
+    re = new RegExp(`^${body}$`, 'u')
     if (cache.size > 10_000) cache.clear()
     cache.set(pattern, re)
   }
@@ -30,10 +31,14 @@ export function globCovers(outer: string, inner: string): boolean {
   if (outer === inner || outer === '*') return true
   if (!hasWildcard(outer)) return false // a literal covers only itself
   if (!hasWildcard(inner)) return globMatches(outer, inner)
-  const trimmed = trimLiterals(outer, inner)
+  const trimmed = trimLiterals([...outer], [...inner])
   if (!trimmed) return false
-  ;[outer, inner] = trimmed
-  if (outer === inner || outer === '*') return true
+  const [o, inn] = trimmed
+  if (o.join('') === inn.join('') || (o.length === 1 && o[0] === '*')) return true
+  return coversPoints(o, inn)
+}
+
+function coversPoints(outer: string[], inner: string[]): boolean {
   // next[j] / row[j]: outer[i+1..] / outer[i..] covers inner[j..], filled from the ends.
   const n = outer.length
   const m = inner.length
@@ -59,9 +64,12 @@ export function globIntersects(a: string, b: string): boolean {
   if (a === '*' || b === '*' || a === b) return true
   if (!hasWildcard(a)) return globMatches(b, a)
   if (!hasWildcard(b)) return globMatches(a, b)
-  const trimmed = trimLiterals(a, b)
+  const trimmed = trimLiterals([...a], [...b])
   if (!trimmed) return false
-  ;[a, b] = trimmed
+  return intersectsPoints(...trimmed)
+}
+
+function intersectsPoints(a: string[], b: string[]): boolean {
   // next[j] / row[j]: a[i+1..] / a[i..] and b[j..] share a string.
   const n = a.length
   const m = b.length
@@ -86,7 +94,7 @@ const isWild = (c: string) => c === '*' || c === '?'
  * Strips the literal prefix and suffix two patterns share (a fixed affix changes neither
  * question), or null when their literal ends differ, so no string can match both.
  */
-function trimLiterals(a: string, b: string): [string, string] | null {
+function trimLiterals(a: string[], b: string[]): [string[], string[]] | null {
   let start = 0
   while (start < a.length && start < b.length && !isWild(a[start]) && !isWild(b[start])) {
     if (a[start] !== b[start]) return null

@@ -8,7 +8,6 @@
 // whether `${...}` is substituted, never whether a condition is evaluated.
 // (IAM User Guide, "AWS global condition context keys" and "IAM policy elements: Variables and tags".)
 import type {ConditionBlock} from './document.js'
-import {globMatches} from './glob.js'
 
 /** The IAM user, as the principal-side keys see it. */
 export interface PrincipalContext {
@@ -110,11 +109,27 @@ function commonValue(sides: Side[], key: string): string | undefined | null {
 }
 
 const VARIABLE = /\$\{([^}]*)\}/g
-const VARIABLE_BODY = /^\s*([^,\s']+)\s*(?:,\s*'((?:[^']|'')*)'\s*)?$/
+
+/**
+ * A `${...}` body as this compiler reads it: `key` or `key, 'default'`. The key is everything
+ * before a comma (so a tag key with a space is one key, and a principal key); null for the
+ * escapes `*`, `?`, `$`. `malformed`: the body has no single reading (a default that is not one
+ * quoted string, a key with spaces, whose substitution AWS does not document): what AWS makes
+ * of it is not known, so a principal variable there can be resolved for nobody.
+ */
+function parseVariable(inner: string): {key: string; fallback?: string; malformed: boolean} | null {
+  const body = inner.trim()
+  if (body === '*' || body === '?' || body === '$') return null
+  const comma = body.indexOf(',')
+  const key = (comma < 0 ? body : body.slice(0, comma)).trim()
+  if (comma < 0) return {key, malformed: key === '' || /\s/.test(key)}
+  const m = /^'([^']*)'$/.exec(body.slice(comma + 1).trim())
+  return {key, ...(m ? {fallback: m[1]} : {}), malformed: !m || key === '' || /\s/.test(key)}
+}
 
 /** The principal keys of the variables in a text (lower case). */
 export const principalVariableKeys = (text: string): string[] =>
-  [...text.matchAll(VARIABLE)].map((m) => /^\s*([^,\s]+)/.exec(m[1])?.[1]?.toLowerCase() ?? '').filter((k) => k !== '' && isPrincipalKey(k))
+  [...text.matchAll(VARIABLE)].map((m) => parseVariable(m[1])?.key.toLowerCase() ?? '').filter((k) => k !== '' && isPrincipalKey(k))
 
 /**
  * Whether a principal key has the same value for the IAM user and for a session of a role with
@@ -136,29 +151,49 @@ export function sameForSession(key: string, ctx: PrincipalContext, roleTags: Rec
  */
 export const inertInSession = (text: string): boolean => [...text.matchAll(VARIABLE)].some((m) => /^\s*aws:username\s*$/i.test(m[1]))
 
+/** A principal variable that has no value on any of the user's sides, and no default: "effectively null". */
+export const NO_VALUE: unique symbol = Symbol('no value for the principal')
+/** A principal variable whose value depends on how the user signs, or that cannot be read. */
+export const NO_SINGLE_VALUE: unique symbol = Symbol('no single value for the principal')
+
 /**
  * Replaces the principal variables of one Resource or condition value with the IAM user's
  * values. Other variables (request keys such as ${aws:SourceIp}) and the escapes ${*} ${?} ${$}
- * stay. Returns null when a principal variable has no single value for the user (none and no
- * default, or one that depends on the credentials used): AWS then matches nothing there (or
- * voids the statement), or the compiler cannot say what it would match.
+ * stay. NO_VALUE when a principal variable has no value on any side and no default (AWS then
+ * matches nothing there); NO_SINGLE_VALUE when its value depends on the credentials the user
+ * signs with, or its body has no single reading (the caller must then stay on the safe side).
  */
-export function resolvePrincipalVariables(text: string, sides: Side[]): string | null {
-  let unresolved = false
+export function resolvePrincipalVariables(text: string, sides: Side[]): string | typeof NO_VALUE | typeof NO_SINGLE_VALUE {
+  let outcome: string | typeof NO_VALUE | typeof NO_SINGLE_VALUE = ''
   const out = text.replace(VARIABLE, (whole, inner: string) => {
-    if (inner === '*' || inner === '?' || inner === '$') return whole
-    const m = VARIABLE_BODY.exec(inner)
-    if (!m || !isPrincipalKey(m[1])) return whole
-    const common = commonValue(sides, m[1])
-    const value = common === null ? undefined : (common ?? (m[2] !== undefined ? m[2].replace(/''/g, "'") : undefined))
+    const variable = parseVariable(inner)
+    if (!variable || !isPrincipalKey(variable.key)) return whole
+    if (variable.malformed) {
+      outcome = NO_SINGLE_VALUE
+      return whole
+    }
+    const common = commonValue(sides, variable.key)
+    if (common === null) {
+      outcome = NO_SINGLE_VALUE
+      return whole
+    }
+    const value = common ?? variable.fallback
     if (value === undefined) {
-      unresolved = true
+      if (outcome !== NO_SINGLE_VALUE) outcome = NO_VALUE
       return whole
     }
     // A substituted value is literal: keep IAM from reading wildcards or variables in it.
     return value.replace(/\$/g, '${$}').replace(/\*/g, '${*}').replace(/\?/g, '${?}')
   })
-  return unresolved ? null : out
+  return outcome === '' ? out : outcome
+}
+
+/** The text with each principal variable replaced by `*`: a pattern that matches whatever its value is. */
+export function widenPrincipalVariables(text: string): string {
+  return text.replace(VARIABLE, (whole, inner: string) => {
+    const variable = parseVariable(inner)
+    return variable && isPrincipalKey(variable.key) ? '*' : whole
+  })
 }
 
 /** Text from a document without Version 2012-10-17, where `${` is literal: keep it literal. */
@@ -166,57 +201,66 @@ export function escapeLiteralVariables(text: string): string {
   return text.replace(/\$\{/g, '${$}{')
 }
 
-export const hasPrincipalVariable = (text: string): boolean =>
-  [...text.matchAll(VARIABLE)].some((m) => {
-    const key = /^\s*([^,\s]+)/.exec(m[1])?.[1]
-    return key !== undefined && isPrincipalKey(key)
-  })
+export const hasPrincipalVariable = (text: string): boolean => principalVariableKeys(text).length > 0
 
 // ------------------------------------------------------------------ judging one condition entry
 
 export type Verdict = boolean | 'unknown'
 
-/** A policy value read for one side: what it equals (literal) and what it is like (a RegExp). */
-type Value = {literal: string; like: RegExp} | null | typeof UNKNOWN
+/**
+ * A policy value read for one side: what it equals (literal), and its pattern for the Like and
+ * Arn operators, where a wildcard of the policy text stays `*`/`?` and a literal `*`/`?` (from
+ * ${*}, ${?} or a substituted value) is written U+E000/U+E001.
+ */
+type Value = {literal: string; pattern: string} | null | typeof UNKNOWN
 
-const escapeRegExp = (s: string) => s.replace(/[.+^${}()|[\]\\*?]/g, '\\$&')
-const globPart = (s: string) => s.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]')
+const STAR = '\uE000'
+const QUESTION = '\uE001'
+const literalWildcards = (s: string) => s.replace(/\*/g, STAR).replace(/\?/g, QUESTION)
 
 /**
  * One condition value as AWS reads it for a principal: `*` and `?` are wildcards of the Like
- * operators only; in 2012-10-17 `${...}` is substituted (its text literal), a principal variable
- * without value and default makes the value "effectively null" (null: it equals and is like
- * nothing), and any other variable depends on the request (UNKNOWN here).
+ * and Arn operators only; in 2012-10-17 `${...}` is substituted (its text literal), a principal
+ * variable without value and default makes the value "effectively null" (null: it equals and is
+ * like nothing), and any other variable depends on the request (UNKNOWN here).
  */
 function readValue(text: string, variables: boolean, sideOf: Side): Value {
-  if (!variables || !text.includes('${')) return {literal: text, like: new RegExp(`^${globPart(text)}$`)}
+  if (!variables || !text.includes('${')) return {literal: text, pattern: text}
   let literal = ''
-  let like = ''
+  let pattern = ''
   let i = 0
   while (i < text.length) {
     const start = text.indexOf('${', i)
     const end = start < 0 ? -1 : text.indexOf('}', start + 2)
     if (start < 0 || end < 0) break
     literal += text.slice(i, start)
-    like += globPart(text.slice(i, start))
+    pattern += text.slice(i, start)
     const inner = text.slice(start + 2, end)
     let value: string
-    if (inner === '*' || inner === '?' || inner === '$') value = inner
+    const variable = parseVariable(inner)
+    if (variable === null) value = inner.trim()
     else {
-      const m = VARIABLE_BODY.exec(inner)
-      if (!m || !isPrincipalKey(m[1])) return UNKNOWN
-      const v = sideOf.value(m[1])
+      if (variable.malformed || !isPrincipalKey(variable.key)) return UNKNOWN
+      const v = sideOf.value(variable.key)
       if (v === UNKNOWN) return UNKNOWN
-      if (v === undefined && m[2] === undefined) return null
-      value = v ?? m[2]!.replace(/''/g, "'")
+      if (v === undefined && variable.fallback === undefined) return null
+      value = v ?? variable.fallback!
     }
     literal += value
-    like += escapeRegExp(value)
+    pattern += literalWildcards(value)
     i = end + 1
   }
   literal += text.slice(i)
-  like += globPart(text.slice(i))
-  return {literal, like: new RegExp(`^${like}$`)}
+  pattern += text.slice(i)
+  return {literal, pattern}
+}
+
+/** A pattern as written by readValue, as a RegExp over the whole value (code points: `u`). */
+function patternRegExp(pattern: string): RegExp {
+  const body = [...pattern]
+    .map((c) => (c === '*' ? '[\\s\\S]*' : c === '?' ? '[\\s\\S]' : c === STAR ? '\\*' : c === QUESTION ? '\\?' : c.replace(/[.+^${}()|[\]\\/]/g, '\\$&')))
+    .join('')
+  return new RegExp(`^${body}$`, 'u')
 }
 
 /** ArnLike/ArnEquals: each of the six colon-separated components matched on its own. */
@@ -229,15 +273,15 @@ function arnMatches(pattern: string, value: string): Verdict {
   const v = split(value)
   if (!p) return 'unknown'
   if (!v) return false
-  return p.every((part, i) => globMatches(part, v[i]))
+  return p.every((part, i) => patternRegExp(part).test(v[i]))
 }
 
-const STRING_TESTS: Record<string, (value: string, v: {literal: string; like: RegExp}) => Verdict> = {
+const STRING_TESTS: Record<string, (value: string, v: {literal: string; pattern: string}) => Verdict> = {
   stringequals: (value, v) => v.literal === value,
   stringequalsignorecase: (value, v) => v.literal.toLowerCase() === value.toLowerCase(),
-  stringlike: (value, v) => v.like.test(value),
-  arnequals: (value, v) => arnMatches(v.literal, value),
-  arnlike: (value, v) => arnMatches(v.literal, value),
+  stringlike: (value, v) => patternRegExp(v.pattern).test(value),
+  arnequals: (value, v) => arnMatches(v.pattern, value),
+  arnlike: (value, v) => arnMatches(v.pattern, value),
   bool: (value, v) => (/^(true|false)$/i.test(v.literal) ? v.literal.toLowerCase() === value.toLowerCase() : 'unknown'),
 }
 const NEGATED: Record<string, string> = {
@@ -288,6 +332,11 @@ export function judgePrincipalCondition(operator: string, key: string, rawValues
     if (qualifier === 'foranyvalue:') return false
     return negated
   }
+  // "If the key values in the request resolve to an empty data set (for example, an empty
+  // string), ForAllValues returns true and ForAnyValue false" (IAM User Guide, "Condition
+  // operators for multivalued context keys"): an empty tag value is no value for them.
+  if (value === '' && qualifier === 'forallvalues:') return true
+  if (value === '' && qualifier === 'foranyvalue:') return false
   if (value === UNKNOWN || !positive) return 'unknown'
   // Values OR; a negated operator holds when none of them matches. A value that is effectively
   // null matches nothing.

@@ -17,8 +17,12 @@ import {globMatches} from './glob.js'
 import {conditionEntries, isPrincipalKey, judgePrincipalCondition, principalVariableKeys, Side, Verdict} from './principal.js'
 import {canonicalJson, POLICY_VERSION} from './statement.js'
 
-/** Role chaining: sts:AssumeRole, and the two actions AssumeRole may carry with it. */
-export const CHAINING_ACTIONS = ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']
+/**
+ * Role chaining: sts:AssumeRole, and what AssumeRole may carry with it, each authorised by the
+ * target's trust policy on its own: session tags, a SourceIdentity, provided contexts (trusted
+ * identity propagation).
+ */
+export const CHAINING_ACTIONS = ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity', 'sts:SetContext']
 
 /** A principal as a trust policy sees it. */
 export interface TrustedPrincipal {

@@ -99,7 +99,8 @@ function assumeRole({params, caller, state}: RequestContext) {
   const who: TrustCaller = {roleArn: caller.roleArn, sessionArn: caller.arn, accountId: caller.accountId}
   const actions = [
     'sts:AssumeRole',
-    ...(sourceIdentity !== undefined ? ['sts:SetSourceIdentity'] : []),
+    // A caller with a SourceIdentity passes it on, which needs the permission as setting one does.
+    ...(sourceIdentity !== undefined || caller.sourceIdentity !== undefined ? ['sts:SetSourceIdentity'] : []),
     ...(tags.length ? ['sts:TagSession'] : []),
   ]
   for (const action of actions)
