@@ -48,6 +48,7 @@ export type Command =
   | {op: 'rules'}
   | {op: 'stop'; signal: 'SIGTERM' | 'SIGKILL'}
   | {op: 'start'}
+  | {op: 'interceptRemove'}
   | {op: 'shutdown'}
 
 /** `processes` processes of `clients` SDK clients each, as `user` ('root' too). */
@@ -394,6 +395,8 @@ async function run(command: Command): Promise<unknown> {
       return stopServe(command.signal)
     case 'start':
       return startServe()
+    case 'interceptRemove':
+      return spawnSync(process.execPath, ['bin/run.js', 'intercept', 'remove', '--config', configFile], {cwd: REPO, env: {PATH: process.env.PATH, HOME: '/nonexistent'}}).status
     case 'shutdown':
       return null
   }
@@ -402,6 +405,7 @@ async function run(command: Command): Promise<unknown> {
 async function shutdown(): Promise<void> {
   if (daemon?.child.exitCode === null && daemon.child.signalCode === null)
     await stopServe('SIGTERM').catch(() => {})
+  spawnSync(process.execPath, ['bin/run.js', 'intercept', 'remove', '--config', configFile], {cwd: REPO, env: {PATH: process.env.PATH, HOME: '/nonexistent'}})
   killAll()
   await imds.stop()
   await double.stop()

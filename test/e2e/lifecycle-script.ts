@@ -107,6 +107,7 @@ async function untilOwn(from: number, what: string) {
       throw new Error(`the user never got their own credentials ${what}: ${seen.slice(from).slice(-60)}\nserve's log:\n${lastServe?.log().split('\n').slice(-15).join('\n')}`)
     await sleep(20)
   }
+  await sleep(300) // and a few more answers of the daemon's
 }
 
 // ---- serve and the CLI

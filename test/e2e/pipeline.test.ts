@@ -381,16 +381,19 @@ describe('end to end: users, the real SDK, serve and its iptables rules (network
     }
   })
 
-  it('removes its rules on SIGTERM and exits 0', async () => {
+  it('keeps its rules on SIGTERM and exits 0; only intercept remove takes them out', async () => {
     const stopped = (
       await driver!.ask<{code: number | null; signal: string | null}>({op: 'stop', signal: 'SIGTERM'})
     ).result
     assert.deepEqual(stopped, {code: 0, signal: null})
+    const kept = (await driver!.ask<Record<string, string>>({op: 'rules'})).result
+    assert.deepEqual([jumps(kept.nat4), jumps(kept.filter4)], [1, 1], 'the rules outlive the daemon')
+    assert.equal((await driver!.ask<number>({op: 'interceptRemove'})).result, 0)
     const rules = (await driver!.ask<Record<string, string>>({op: 'rules'})).result
     for (const [table, listing] of Object.entries(rules)) assert.doesNotMatch(listing, /EC2USERKEYD/, table)
   })
 
-  it('after kill -9 and a restart, has its rules exactly once, serves again, and removes them on SIGTERM', async () => {
+  it('after kill -9 and a restart, has its rules exactly once, serves again, and keeps them on SIGTERM until intercept remove', async () => {
     const counts = async () => {
       const rules = (await driver!.ask<Record<string, string>>({op: 'rules'})).result
       return Object.fromEntries(Object.entries(rules).map(([table, listing]) => [table, jumps(listing)]))
@@ -408,6 +411,8 @@ describe('end to end: users, the real SDK, serve and its iptables rules (network
     const [alice] = await sdk([{user: 'alice', processes: 1, clients: 1}])
     assert.equal(alice.arn, EXPECTED.alice, alice.error)
     assert.deepEqual((await driver!.ask({op: 'stop', signal: 'SIGTERM'})).result, {code: 0, signal: null})
+    assert.deepEqual(await counts(), first, 'SIGTERM leaves the rules')
+    assert.equal((await driver!.ask<number>({op: 'interceptRemove'})).result, 0)
     const rules = (await driver!.ask<Record<string, string>>({op: 'rules'})).result
     for (const [table, listing] of Object.entries(rules)) assert.doesNotMatch(listing, /EC2USERKEYD/, table)
   })

@@ -44,6 +44,8 @@ export interface FakeImdsOptions {
   port?: number
   /** The instance role's credentials to serve (default: fixed fakes, INSTANCE_KEY, that no AWS double accepts). */
   instanceCredentials?: {accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: Date}
+  /** The instance's region (placement/region; default eu-west-1). */
+  region?: string
 }
 
 /**
@@ -73,7 +75,7 @@ export async function startFakeImds(options: FakeImdsOptions = {}): Promise<Fake
     'meta-data': ['text/plain', 'ami-id\niam/\ninstance-id\nplacement/'],
     'meta-data/ami-id': ['text/plain', 'ami-0123456789abcdef0'],
     'meta-data/instance-id': ['text/plain', 'i-0123456789abcdef0'],
-    'meta-data/placement/region': ['text/plain', 'eu-west-1'],
+    'meta-data/placement/region': ['text/plain', options.region ?? 'eu-west-1'],
     'meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/vpc-id': ['text/plain', 'vpc-d295a6a7'],
     'meta-data/tags/instance/team:name': ['text/plain', 'analytics'],
     'meta-data/iam': ['text/plain', 'info\nsecurity-credentials/'],

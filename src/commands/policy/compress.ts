@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
-import {createAwsClients} from '../../lib/aws/clients.js'
+import {liveAwsClients} from '../../lib/aws/clients.js'
 import {ExitCode, InputError} from '../../lib/errors.js'
 import {createActionCatalog} from '../../lib/policy/catalog.js'
 import {checkPackedPolicySize, compressUserPolicy, CompressResult} from '../../lib/policy/compress.js'
@@ -45,7 +45,7 @@ export default class PolicyCompressCommand extends BaseCommand {
       disable: {prune: !flags.prune, merge: !flags.merge, wildcards: !flags.wildcards, policyArns: !flags['policy-arns']},
       catalog: createActionCatalog(),
     })
-    if (flags['live-check']) result.liveCheck = await checkPackedPolicySize(createAwsClients({env: process.env}).sts, result)
+    if (flags['live-check']) result.liveCheck = await checkPackedPolicySize((await liveAwsClients({env: process.env})).sts, result)
     if (!this.jsonEnabled()) this.log(renderCompress(result))
     // The policy is shown whole either way; the exit code says it cannot be used as it is.
     if (!result.size.fits) process.exitCode = ExitCode.tooLarge

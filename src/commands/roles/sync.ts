@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
-import {createAwsClients} from '../../lib/aws/clients.js'
+import {liveAwsClients} from '../../lib/aws/clients.js'
 import {ExitCode, InputError} from '../../lib/errors.js'
 import {
   clearProgress,
@@ -68,7 +68,7 @@ export default class RolesSyncCommand extends BaseCommand {
 
     const config = await this.loadConfig(flags)
     const source = await this.iamSource(flags, config)
-    const iam = flags['dry-run'] ? null : createAwsClients({env: process.env}).iam
+    const iam = flags['dry-run'] ? null : (await liveAwsClients({env: process.env})).iam
     const drawProgress = process.stderr.isTTY === true
     const report = await syncRoles(
       {source, iam, config},

@@ -4,6 +4,8 @@
 import {IAMClient} from '@aws-sdk/client-iam'
 import {STSClient} from '@aws-sdk/client-sts'
 
+import {FALLBACK_REGION, resolveRegion} from './region.js'
+
 export interface AwsClients {
   iam: IAMClient
   sts: STSClient
@@ -12,6 +14,8 @@ export interface AwsClients {
 export interface AwsClientOptions {
   /** The process environment (passed in so library code never reads process.env itself). */
   env: Record<string, string | undefined>
+  /** The region (resolveRegion's); default AWS_REGION, AWS_DEFAULT_REGION, else us-east-1. */
+  region?: string
   maxAttempts?: number
   /** Told of every AWS call once it is done (retries included), e.g. for metrics. */
   onCall?: (call: AwsCallRecord) => void
@@ -27,12 +31,12 @@ export interface AwsCallRecord {
   retries: number
 }
 
-/** IAM is a global service: without a configured region, use the partition's home region. */
-export const FALLBACK_REGION = 'us-east-1'
-
 export function createAwsClients(options: AwsClientOptions): AwsClients {
-  const region = options.env.AWS_REGION || options.env.AWS_DEFAULT_REGION || FALLBACK_REGION
-  const common = {region, retryMode: 'adaptive', maxAttempts: options.maxAttempts ?? 6}
+  const region = options.region || options.env.AWS_REGION || options.env.AWS_DEFAULT_REGION || FALLBACK_REGION
+  // AWS_MAX_ATTEMPTS as the SDK documents it (the SDK reads it only when maxAttempts is not given).
+  const fromEnv = Number(options.env.AWS_MAX_ATTEMPTS)
+  const maxAttempts = options.maxAttempts ?? (Number.isInteger(fromEnv) && fromEnv >= 1 ? fromEnv : 6)
+  const common = {region, retryMode: 'adaptive', maxAttempts}
   const iam = new IAMClient(common)
   const sts = new STSClient(common)
   reportQuotasAtOnce(iam)
@@ -88,4 +92,9 @@ export function reportQuotasAtOnce(iam: IAMClient): void {
     },
     {step: 'finalizeRequest', priority: 'low', name: 'reportQuotasAtOnce'},
   )
+}
+
+/** Clients for the live commands: the region resolved as resolveRegion does (the instance's own, from IMDS, when none is set). */
+export async function liveAwsClients(options: AwsClientOptions): Promise<AwsClients> {
+  return createAwsClients({...options, region: options.region ?? (await resolveRegion({env: options.env})).region})
 }

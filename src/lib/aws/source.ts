@@ -1,6 +1,6 @@
 // Chooses the IAM source for a command: offline when an account file is given, live otherwise.
 import type {Config} from '../config/schema.js'
-import {AwsClients, createAwsClients} from './clients.js'
+import {AwsClients, liveAwsClients} from './clients.js'
 import {LiveIamSource} from './live.js'
 import type {IamSource} from './model.js'
 import {OfflineIamSource} from './offline.js'
@@ -24,6 +24,6 @@ export function instanceRoleReference(options: Pick<IamSourceOptions, 'config' |
 export async function createIamSource(options: IamSourceOptions): Promise<IamSource> {
   const ref = instanceRoleReference(options)
   if (options.accountFile) return new OfflineIamSource(await loadAccountSnapshot(options.accountFile), ref)
-  const {iam, sts} = options.clients ?? createAwsClients({env: options.env})
+  const {iam, sts} = options.clients ?? (await liveAwsClients({env: options.env}))
   return new LiveIamSource({iam, sts, instanceRoleRef: ref})
 }

@@ -15,7 +15,7 @@ import {ConnectionCaps, createImdsServer} from '../imds/server.js'
 import {TokenStore} from '../imds/tokens.js'
 import {ImdsUpstream} from '../imds/upstream.js'
 import {createEngine, Engine} from '../methods/engine.js'
-import {AdoptedSocket, roleOfSocket} from './activation.js'
+import {AdoptedSocket, adoptSockets, PassedSocket, roleOfSocket} from './activation.js'
 import {Health, throttledProbe, upstreamProbe} from './health.js'
 import type {Logger} from './log.js'
 import type {DaemonMetrics} from './metrics.js'
@@ -31,6 +31,8 @@ export interface DaemonOptions {
   upstream: string
   /** --instance-role, else [general] instance_role, else discovery. */
   instanceRole?: string
+  /** The AWS region (resolveRegion's, at start). */
+  region?: string
   env: Record<string, string | undefined>
   /** Its level may change while the daemon runs (reload): the access log follows it. */
   logger: Logger
@@ -46,8 +48,8 @@ export interface DaemonOptions {
    * port NAT changed can be taken for another socket's owner.
    */
   requireConntrack?: boolean
-  /** The sockets systemd passed (socket activation): the daemon then listens on these, not itself. */
-  sockets?: AdoptedSocket[]
+  /** The sockets systemd passed (socket activation): the daemon then accepts on these, not on its own. */
+  sockets?: PassedSocket[]
   /** admin_group's gid, for the admin socket's group (mode 0660). */
   adminGid?: number | null
 }
@@ -83,6 +85,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       instanceRole: options.instanceRole,
       env: options.env,
+      region: options.region,
       warn: (message) => logger.warn(message),
       instanceCredentials: () => upstream.instanceCredentials(),
       onAwsCall: (call) => {
@@ -166,7 +169,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
     }),
   }
-  const passed = options.sockets ?? []
+  // Accepted on only now: until the daemon can answer, connections wait in the sockets' queues.
+  const passed = await adoptSockets(options.sockets ?? [])
   const roles = passed.map((socket) => ({socket, role: roleOfSocket(socket, {imdsPort: options.port, admin: options.config.general.admin_listen})}))
   for (const {socket, role} of roles)
     if (role === null) {

@@ -21,7 +21,8 @@ import {UserError} from '../errors.js'
 import {IMDS_ADDRESS} from '../host/iptables.js'
 import {tcpAnswers} from '../host/reach.js'
 import {groupId} from '../host/users.js'
-import {adoptSockets, PassedSocket, unprivilegedPortStart} from './activation.js'
+import {resolveRegion} from '../aws/region.js'
+import {PassedSocket, unprivilegedPortStart} from './activation.js'
 import {Daemon, DaemonOptions, startDaemon} from './daemon.js'
 import {checkInterception, Health, HealthCheck, throttledProbe} from './health.js'
 import {createLogger, Logger, LogSink} from './log.js'
@@ -108,10 +109,29 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     notifier = await openNotifier(options.env.NOTIFY_SOCKET, (message) => logger.error(message))
     const notify = notifier
 
+    // SIGTERM and SIGINT from here on: a stop during start-up waits for the start to end (the
+    // interception is in by then, and stays), and the daemon then stops at once.
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals) => {
+        // A second signal gets Node's default: the admin insists.
+        for (const [name, listener] of stopSignals) signals.off(name, listener)
+        phase = 'stopping'
+        notify.notify({STOPPING: 1, STATUS: `stopping (${signal})`})
+        logger.info('stopping', {signal})
+        resolve()
+      }
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+        const listener = () => stop(signal)
+        stopSignals.push([signal, listener])
+        signals.on(signal, listener)
+      }
+    })
+
     const port = options.port ?? config.general.daemon_port
-    // The sockets systemd holds for us, if it passed any; else the daemon listens itself, and
+    // The sockets systemd holds for us, if it passed any (the daemon accepts on them once it
+    // serves: until then connections wait in their queue); else the daemon listens itself, and
     // then only where no user can bind the port while it is down.
-    const sockets = await adoptSockets(options.sockets ?? [])
+    const sockets = options.sockets ?? []
     if (sockets.length === 0) await refuseSquattablePorts(config, port, options)
 
     // The interception before anything else (before any AWS call): from here on a user's
@@ -143,9 +163,13 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
       }
     }
 
+    // The instance's own region from its IMDS, unless AWS_REGION says: STS's regional endpoint.
+    const region = await resolveRegion({env: options.env, imds: options.upstream})
+    logger.info('region', {...region})
     let daemon: Daemon
     try {
       daemon = await (options.startDaemon ?? startDaemon)({
+        region: region.region,
         config,
         host: options.host,
         port,
@@ -161,27 +185,9 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
         adminGid: await adminGroupId(config),
       })
     } catch (error) {
-      for (const socket of sockets) socket.listener.close()
       if (plan) await release(plan, logger, keep, options.runCommand, 'the daemon did not start')
       throw error
     }
-
-    // From here on a stop waits for the interception to be in, so that it is removed whole.
-    const stopped = new Promise<void>((resolve) => {
-      const stop = (signal: NodeJS.Signals) => {
-        // A second signal gets Node's default: the admin insists.
-        for (const [name, listener] of stopSignals) signals.off(name, listener)
-        phase = 'stopping'
-        notify.notify({STOPPING: 1, STATUS: `stopping (${signal})`})
-        logger.info('stopping', {signal})
-        resolve()
-      }
-      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-        const listener = () => stop(signal)
-        stopSignals.push([signal, listener])
-        signals.on(signal, listener)
-      }
-    })
 
     const serving = plan ? 'serving; interception installed' : 'serving; no interception (--no-iptables)'
     if (phase === 'starting') {

@@ -4,7 +4,7 @@
 import type {IAMClient} from '@aws-sdk/client-iam'
 
 import {CachedIamSource} from '../aws/cached.js'
-import {AwsCallRecord, createAwsClients} from '../aws/clients.js'
+import {AwsCallRecord, liveAwsClients} from '../aws/clients.js'
 import type {IamSource} from '../aws/model.js'
 import {createIamSource} from '../aws/source.js'
 import type {Config} from '../config/schema.js'
@@ -25,6 +25,8 @@ export interface EngineOptions {
   instanceCredentials?: () => Promise<Credentials>
   now?: () => number
   onAwsCall?: (call: AwsCallRecord) => void
+  /** The region (serve: resolved at start from its IMDS); default: resolveRegion's. */
+  region?: string
   /** Read IAM through this source, already cached, instead of a new one (serve's reload keeps its warm IAM reads). */
   iamSource?: IamSource
 }
@@ -37,7 +39,7 @@ export interface Engine {
 
 export async function createEngine(options: EngineOptions): Promise<Engine> {
   const {config} = options
-  const clients = options.accountFile ? null : createAwsClients({env: options.env, onCall: options.onAwsCall})
+  const clients = options.accountFile ? null : await liveAwsClients({env: options.env, region: options.region, onCall: options.onAwsCall})
   const inner = options.iamSource ?? (await createIamSource({config, accountFile: options.accountFile, instanceRole: options.instanceRole, env: options.env, clients: clients ?? undefined}))
   const live = inner.mode === 'live' && !options.iamSource
   const source = live

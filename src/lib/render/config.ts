@@ -1,4 +1,5 @@
 // Human output of `config show`.
+import type {RegionChoice} from '../aws/region.js'
 import type {Config} from '../config/schema.js'
 import {SCHEMA} from '../config/schema.js'
 import {renderTable, style} from './text.js'
@@ -18,7 +19,14 @@ export function formatConfigValue(value: unknown): string {
   return String(value)
 }
 
-export function renderConfig(config: Config): string {
+const REGION_SOURCE: Record<RegionChoice['source'], string> = {
+  AWS_REGION: 'from AWS_REGION',
+  AWS_DEFAULT_REGION: 'from AWS_DEFAULT_REGION',
+  imds: "the instance's, from the instance metadata service",
+  default: 'the default: no AWS_REGION, and no instance metadata service answered',
+}
+
+export function renderConfig(config: Config, region: RegionChoice): string {
   const rows: string[][] = []
   for (const [section, options] of Object.entries(SCHEMA)) {
     for (const [name, spec] of Object.entries(options as Record<string, {default: unknown}>)) {
@@ -28,5 +36,8 @@ export function renderConfig(config: Config): string {
     }
   }
   const from = config.file ? `from ${config.file}` : 'defaults (no config file)'
-  return `${style.heading('Effective configuration')} ${style.dim(from)}\n${renderTable(['section', 'option', 'value', 'from'], rows)}`
+  return (
+    `${style.heading('Effective configuration')} ${style.dim(from)}\n${renderTable(['section', 'option', 'value', 'from'], rows)}\n` +
+    `${style.heading('AWS region')} ${region.region} ${style.dim(`(partition ${region.partition}; ${REGION_SOURCE[region.source]})`)}`
+  )
 }

@@ -88,7 +88,8 @@ export const iamWrites: Record<string, Handler> = {
       throw new AwsError('EntityAlreadyExists', `Role with name ${name} already exists.`)
     const role: SnapshotRole = {
       name,
-      arn: `arn:aws:iam::${state.accountId}:role${path}${name}`,
+      // The account's partition, as its other roles show it.
+      arn: `arn:${[...snapshot.roles.values()][0]?.arn.split(':')[1] ?? 'aws'}:iam::${state.accountId}:role${path}${name}`,
       id: uniqueId('AROA'),
       path,
       createDate: state.now().toISOString(),

@@ -202,7 +202,7 @@ export async function startAwsDouble(options: AwsDoubleOptions): Promise<AwsDoub
     const service = serviceOf(credential, url.pathname, params)
     const action = params.Action ?? ''
     const caller = credential ? state.sessions.get(credential.accessKeyId) : undefined
-    const call: CallRecord = {service, action, params, caller: caller?.arn ?? null, at: now(), status: 0}
+    const call: CallRecord = {service, action, params, caller: caller?.arn ?? null, region: credential?.region ?? null, at: now(), status: 0}
     state.calls.push(call)
     const requestId = randomUUID()
     const delay = latencies.get(action) ?? defaultLatency

@@ -63,6 +63,8 @@ export interface RequestCredential {
   accessKeyId: string
   /** The service named in the credential scope, if the request was signed. */
   service: string | null
+  /** The region the request was signed for (its credential scope). */
+  region: string | null
   sessionToken: string | null
 }
 
@@ -75,9 +77,9 @@ export function credentialOf(headers: IncomingHttpHeaders, query: URLSearchParam
   const token = (headers['x-amz-security-token'] as string | undefined) ?? query.get('X-Amz-Security-Token')
   const scope = /Credential=([^,\s]+)/.exec(headers.authorization ?? '')?.[1] ?? query.get('X-Amz-Credential')
   if (!scope) return null
-  const [accessKeyId, , , service] = scope.split('/')
+  const [accessKeyId, , region, service] = scope.split('/')
   if (!accessKeyId) return null
-  return {accessKeyId, service: service ?? null, sessionToken: token ?? null}
+  return {accessKeyId, service: service ?? null, region: region ?? null, sessionToken: token ?? null}
 }
 
 export function serviceOf(

@@ -62,7 +62,7 @@ export class SessionStore {
       roleId: role.id,
       accountId,
       sessionName,
-      arn: `arn:aws:sts::${accountId}:assumed-role/${role.name}/${sessionName}`,
+      arn: `arn:${role.arn.split(':')[1] || 'aws'}:sts::${accountId}:assumed-role/${role.name}/${sessionName}`,
       userId: `${role.id}:${sessionName}`,
       expiration,
       sourceIdentity,

@@ -11,6 +11,8 @@ export interface CallRecord {
   params: Params
   /** The caller's principal ARN (a session ARN); null when the key was unknown or missing. */
   caller: string | null
+  /** The region the request was signed for; null when unsigned. */
+  region: string | null
   at: Date
   /** The HTTP status answered (0 while the call is still in flight). */
   status: number

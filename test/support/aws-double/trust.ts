@@ -46,7 +46,7 @@ function principalNames(principal: unknown, caller: TrustCaller): boolean {
       p === caller.roleArn ||
       p === caller.sessionArn ||
       p === caller.accountId ||
-      p === `arn:aws:iam::${caller.accountId}:root`,
+      p === `arn:${caller.roleArn.split(':')[1] || 'aws'}:iam::${caller.accountId}:root`,
   )
 }
 
