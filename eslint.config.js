@@ -3,7 +3,7 @@ import prettier from 'eslint-config-prettier'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['dist/', 'node_modules/', 'oclif.manifest.json']},
+  {ignores: ['dist/', 'node_modules/', 'oclif.manifest.json', 'release/', '.ci/', '.scratch/']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
