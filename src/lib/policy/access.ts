@@ -13,9 +13,11 @@ export interface AccessAnswer {
   how: string
 }
 
-const list = (v: unknown): string[] => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+/** A policy element's values: a string or a list of strings. */
+export const list = (v: unknown): string[] => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
 
-function actionMatches(s: Statement, action: string): boolean {
+/** Does the statement's Action (or NotAction) cover the action. */
+export function actionMatches(s: Statement, action: string): boolean {
   const a = action.toLowerCase()
   if (s.Action !== undefined) return list(s.Action).some((p) => globMatches(p.toLowerCase(), a))
   if (s.NotAction !== undefined) return !list(s.NotAction).some((p) => globMatches(p.toLowerCase(), a))

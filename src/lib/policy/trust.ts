@@ -13,7 +13,7 @@
 // are limited by the session policy; the session policy here allows what the user's policies do).
 import type {PolicyDocument, Statement} from './document.js'
 import {statementsOf} from './document.js'
-import {globMatches} from './glob.js'
+import {actionMatches, list} from './access.js'
 import {conditionEntries, isPrincipalKey, judgePrincipalCondition, principalVariableKeys, Side, Verdict} from './principal.js'
 import {canonicalJson, POLICY_VERSION} from './statement.js'
 
@@ -35,15 +35,6 @@ export interface TrustedPrincipal {
   accountId: string
   /** Every way it can sign requests (the user's credentials; the session's one). */
   sides: Side[]
-}
-
-const list = (v: unknown): string[] => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
-
-function actionMatches(s: Statement, action: string): boolean {
-  const a = action.toLowerCase()
-  if (s.Action !== undefined) return list(s.Action).some((p) => globMatches(p.toLowerCase(), a))
-  if (s.NotAction !== undefined) return !list(s.NotAction).some((p) => globMatches(p.toLowerCase(), a))
-  return false
 }
 
 /**
