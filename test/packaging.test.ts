@@ -3,13 +3,31 @@
 // verify` on it where systemd is installed.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {repoRoot} from './support/cli.js'
 
 const UNIT = join(repoRoot, 'packaging', 'ec2userkeyd.service')
+const UNITS = ['ec2userkeyd.service', 'ec2userkeyd.socket', 'ec2userkeyd-intercept.service']
+
+const hasSystemdAnalyze = () => spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0
+
+/**
+ * The three units copied into `dir`, their ExecStart pointed at this checkout's bin/run.js: verify
+ * insists that every Exec*= program exists, and /usr/local/bin/ec2userkeyd only does once it is
+ * installed. Everything else, ExecStartPre's /bin/sh and ExecReload's /bin/kill included, is
+ * checked as it stands.
+ */
+function copyUnits(dir: string): string[] {
+  const run = `"${join(repoRoot, 'bin', 'run.js')}"`
+  return UNITS.map((name) => {
+    const copy = join(dir, name)
+    writeFileSync(copy, readFileSync(join(repoRoot, 'packaging', name), 'utf8').replaceAll('/usr/local/bin/ec2userkeyd', run))
+    return copy
+  })
+}
 const EXEC_START = 'ExecStart=/usr/local/bin/ec2userkeyd serve'
 
 /** The unit's settings by section, each key with all its values in order (comments dropped). */
@@ -101,21 +119,13 @@ describe('packaging/ec2userkeyd.service', () => {
   })
 
   it('passes `systemd-analyze verify`, with its socket and its early interception', function () {
-    if (spawnSync('sh', ['-c', 'command -v systemd-analyze']).status !== 0) {
+    if (!hasSystemdAnalyze()) {
       console.log('      (skipped: systemd-analyze is not installed; apt-get install systemd)')
       return this.skip()
     }
-    // Given the units with their ExecStart pointed at this checkout's bin/run.js: verify insists that
-    // every Exec*= program exists, and /usr/local/bin/ec2userkeyd only does once it is installed.
-    // Everything else, ExecStartPre's /bin/sh and ExecReload's /bin/kill included, is checked as it stands.
     const dir = mkdtempSync(join(tmpdir(), 'ec2userkeyd-unit-'))
     try {
-      const run = `"${join(repoRoot, 'bin', 'run.js')}"`
-      const copies = ['ec2userkeyd.service', 'ec2userkeyd.socket', 'ec2userkeyd-intercept.service'].map((name) => {
-        const copy = join(dir, name)
-        writeFileSync(copy, readFileSync(join(repoRoot, 'packaging', name), 'utf8').replaceAll('/usr/local/bin/ec2userkeyd', run))
-        return copy
-      })
+      const copies = copyUnits(dir)
       // When systemd checks them
       const result = spawnSync('systemd-analyze', ['verify', '--man=no', ...copies], {
         encoding: 'utf8',
@@ -151,8 +161,64 @@ describe('packaging/ec2userkeyd.socket and ec2userkeyd-intercept.service', () =>
     assert.deepEqual(service.get('RemainAfterExit'), ['yes'])
     assert.equal(service.get('ExecStop'), undefined, 'only `intercept remove` takes the rules out')
     assert.deepEqual(unit.get('DefaultDependencies'), ['no'])
-    for (const before of ['network-pre.target', 'systemd-user-sessions.service', 'ec2userkeyd.socket', 'ec2userkeyd.service'])
+    for (const before of ['network-pre.target', 'systemd-user-sessions.service', 'ec2userkeyd.service'])
       assert.ok(unit.get('Before')![0].split(' ').includes(before), before)
     assert.deepEqual(intercept.get('Install')!.get('WantedBy'), ['sysinit.target'])
   })
+
+  it('installs the interception again when a firewall service restarts or reloads', () => {
+    // Given the intercept unit: each firewall service it is ordered after replaces the tables when
+    // it restarts or reloads
+    const unit = intercept.get('Unit')!
+    const firewalls = unit.get('After')![0].split(' ').filter((name) => name.endsWith('.service'))
+    assert.deepEqual(firewalls.sort(), FIREWALLS.map((f) => `${f}.service`).sort())
+    // Then a restart of any of them restarts this unit (ExecStart installs) and a reload reloads it
+    assert.deepEqual(unit.get('PartOf')![0].split(' ').sort(), firewalls.sort())
+    assert.deepEqual(unit.get('ReloadPropagatedFrom')![0].split(' ').sort(), firewalls.sort())
+    assert.deepEqual(intercept.get('Service')!.get('ExecReload'), ['/usr/local/bin/ec2userkeyd intercept install'])
+  })
+
+  // The firewall services' own [Unit] sections as their distributions ship them
+  // (test/support/firewall-units/): firewalld's and iptables-services' come after basic.target,
+  // itself after sockets.target. Ordered after the intercept unit, the socket once closed a cycle
+  // that systemd broke by deleting a job it chose anew each time: the intercept, the firewall, or
+  // sockets.target.
+  for (const set of [['firewalld'], ['iptables', 'ip6tables'], ['nftables'], ['netfilter-persistent', 'ufw']]) {
+    it(`boots without an ordering cycle beside ${set.join(' and ')}.service`, function () {
+      if (!hasSystemdAnalyze()) return this.skip()
+      // Given our units and the firewall's, enabled as the packages enable them
+      const dir = mkdtempSync(join(tmpdir(), 'ec2userkeyd-units-'))
+      try {
+        copyUnits(dir)
+        const enable = (target: string, name: string) => {
+          mkdirSync(join(dir, `${target}.wants`), {recursive: true})
+          symlinkSync(join(dir, name), join(dir, `${target}.wants`, name))
+        }
+        enable('sysinit.target', 'ec2userkeyd-intercept.service')
+        enable('sockets.target', 'ec2userkeyd.socket')
+        enable('multi-user.target', 'ec2userkeyd.service')
+        for (const firewall of set) {
+          const name = `${firewall}.service`
+          copyFileSync(join(repoRoot, 'test', 'support', 'firewall-units', name), join(dir, name))
+          enable(firewall === 'nftables' ? 'sysinit.target' : 'multi-user.target', name)
+        }
+        for (const target of ['multi-user.target', 'graphical.target']) {
+          // When systemd plans the boot to each target
+          const result = spawnSync('systemd-analyze', ['verify', '--man=no', target], {
+            encoding: 'utf8',
+            timeout: 60_000,
+            env: {...process.env, SYSTEMD_UNIT_PATH: `${dir}:`},
+          })
+          // Then it finds no ordering cycle and deletes no job
+          assert.equal(result.error, undefined, String(result.error))
+          const output = result.stdout + result.stderr
+          assert.doesNotMatch(output, /ordering cycle|deleted to break/, output)
+        }
+      } finally {
+        rmSync(dir, {recursive: true, force: true})
+      }
+    })
+  }
 })
+
+const FIREWALLS = ['firewalld', 'nftables', 'netfilter-persistent', 'iptables', 'ip6tables', 'ufw']
