@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import {UserError} from '../../src/lib/errors.js'
 import {
   CHAIN,
+  chainStatus,
   CommandResult,
   FORWARD_CHAIN,
   forwardJumpRule,
@@ -470,6 +471,68 @@ describe('host/iptables', () => {
       const [v4] = await inspectInterception({iptables: '/sbin/iptables', ...RULES, forwarded: 'refuse', run: host.run, ipv6Proc: '/nonexistent'})
       assert.match(v4.forward!.problem!, /not the first rule of FORWARD/)
       assert.equal(v4.nat!.problem, null)
+    })
+
+    it("judges the rules other tools keep ahead of its jumps (docker's, kube-proxy's) by what they can do to a connection to IMDS", () => {
+      // Given a filter table whose OUTPUT has one rule ahead of our jump, and the chains it may jump to
+      const rulesOf = (spec: string[][]) => spec.map((rule) => `-A EC2USERKEYD ${rule.join(' ')}`).join('\n')
+      const status = (ahead: string, chains = '', family: 4 | 6 = 4) => {
+        const jump = jumpRule(family)
+        const listing = parseListing(
+          [
+            '-P INPUT ACCEPT',
+            '-P FORWARD ACCEPT',
+            '-P OUTPUT ACCEPT',
+            `-N ${CHAIN}`,
+            ...chains.split('\n').filter((l) => l.startsWith('-N')),
+            `-A OUTPUT ${ahead}`,
+            `-A OUTPUT ${jump.join(' ')}`,
+            rulesOf(chainRules('filter', {...RULES, family})),
+            ...chains.split('\n').filter((l) => l.startsWith('-A')),
+          ].join('\n'),
+        )
+        return chainStatus(listing, {table: 'filter', chain: CHAIN, rules: chainRules('filter', {...RULES, family}), parent: 'OUTPUT', jump})
+      }
+      // Then rules that cannot take such a connection away from the jump are no problem, and are listed
+      const harmless: Array<[string, string?]> = [
+        ['-j DOCKER-USER', '-N DOCKER-USER\n-A DOCKER-USER -j RETURN'],
+        ['-m comment --comment "kubernetes service portals" -j KUBE-SERVICES', '-N KUBE-SERVICES\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n-N KUBE-NODEPORTS\n-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j ACCEPT'],
+        ['-j EMPTY', '-N EMPTY'],
+        ['-d 10.0.0.0/8 -j ACCEPT'],
+        ['! -d 169.254.0.0/16 -j ACCEPT'],
+        ['-p udp -j ACCEPT'],
+        ['-p tcp -m tcp --dport 443 -j ACCEPT'],
+        ['-p tcp -m multiport --dports 22,443:445 -j ACCEPT'],
+        ['-m owner --uid-owner 0 -j ACCEPT'],
+        ['-j LOG --log-prefix "out "'],
+        ['-m conntrack --ctstate INVALID -j DROP'],
+        ['-j REJECT --reject-with icmp-port-unreachable'],
+        ['-o eth0'],
+      ]
+      for (const [ahead, chains] of harmless) {
+        const s = status(ahead, chains)
+        assert.equal(s.problem, null, ahead)
+        assert.equal(s.first, false)
+        assert.equal(s.ahead.length, 1, ahead)
+      }
+      // And those that may are the problem, named
+      const passing: Array<[string, string?]> = [
+        ['-j ACCEPT'],
+        ['-d 169.254.0.0/16 -j ACCEPT'],
+        ['-p tcp -m multiport --dports 80,443 -j ACCEPT'],
+        ['! -p udp -j ACCEPT'],
+        ['-m owner ! --uid-owner 0 -j ACCEPT'],
+        ['-j RETURN'],
+        ['-g DOCKER-USER', '-N DOCKER-USER\n-A DOCKER-USER -j RETURN'],
+        ['-j CUSTOM', '-N CUSTOM\n-A CUSTOM -j LOG\n-A CUSTOM -d 169.254.169.254/32 -j ACCEPT'],
+        ['-j LOOP', '-N LOOP\n-A LOOP -p tcp -j LOOP'],
+        ['-j NFQUEUE --queue-num 1'],
+      ]
+      for (const [ahead, chains] of passing) assert.match(status(ahead, chains).problem ?? 'no problem', /may let connections past: -A OUTPUT /, ahead)
+      // And IPv6 addresses are judged as such
+      assert.equal(status('-d 2001:db8::/32 -j ACCEPT', '', 6).problem, null)
+      assert.match(status('-d fd00::/8 -j ACCEPT', '', 6).problem!, /may let connections past/)
+      assert.match(status('-d fd00:ec2::254/128 -j ACCEPT', '', 6).problem!, /may let connections past/)
     })
 
     it('leaves forwarded connections alone with forwarded_imds = passthrough, and takes out an earlier forward guard', async () => {

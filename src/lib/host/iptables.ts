@@ -25,7 +25,7 @@
 import {execFile} from 'node:child_process'
 import {access} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
-import {isIPv4} from 'node:net'
+import {isIPv4, isIPv6} from 'node:net'
 
 import {InputError, UserError} from '../errors.js'
 
@@ -514,6 +514,12 @@ export interface ChainStatus {
   jumps: number
   /** One of them is the parent chain's first rule. */
   first: boolean
+  /**
+   * The rules of the parent chain before the first jump (as `iptables -S` lists them, without
+   * `-A PARENT`): another tool's (docker's DOCKER-USER, kube-proxy's KUBE-*) that keeps its own
+   * first. None may let a connection to IMDS past, or `problem` says which could.
+   */
+  ahead: string[]
   /** What is wrong, for a human; null when nothing is. */
   problem: string | null
 }
@@ -568,7 +574,11 @@ export function chainStatus(listing: TableListing, spec: ChainSpec): ChainStatus
   const held = listing.rules.get(chain) ?? []
   const parentRules = listing.rules.get(parent) ?? []
   const jumps = parentRules.filter((rule) => sameRule(rule, jump)).length
-  const first = parentRules.length > 0 && sameRule(parentRules[0], jump)
+  const at = parentRules.findIndex((rule) => sameRule(rule, jump))
+  const first = at === 0
+  const ahead = at > 0 ? parentRules.slice(0, at) : []
+  const address = jump[jump.indexOf('-d') + 1]
+  const passing = ahead.find((rule) => mayPass(listing, table, rule, address, 'builtin', new Set()))
   const rulesInPlace = listing.chains.has(chain) && held.length === spec.rules.length && held.every((rule, i) => sameRule(rule, spec.rules[i]))
   const problem = !listing.chains.has(chain)
     ? `no chain ${chain}`
@@ -578,10 +588,94 @@ export function chainStatus(listing: TableListing, spec: ChainSpec): ChainStatus
         ? `chain ${chain} holds other rules than the ${spec.rules.length} it should`
         : jumps === 0
           ? `no jump to ${chain} from ${parent}`
-          : !first
-            ? `the jump to ${chain} is not the first rule of ${parent}: a rule before it may let connections past`
+          : passing
+            ? `the jump to ${chain} is not the first rule of ${parent}, and the rule before it may let connections past: -A ${parent} ${passing.join(' ')}`
             : null
-  return {table, chain, parent, rulesInPlace, jumps, first, problem}
+  return {table, chain, parent, rulesInPlace, jumps, first, ahead: ahead.map((rule) => rule.join(' ')), problem}
+}
+
+// Targets that never end a packet's way through the chain: it goes on to the next rule.
+const CONTINUING = new Set(['LOG', 'NFLOG', 'ULOG', 'MARK', 'CONNMARK', 'CLASSIFY', 'DSCP', 'TOS', 'TCPMSS', 'TTL', 'HL', 'AUDIT', 'TRACE', 'SECMARK', 'CONNSECMARK', 'IDLETIMER'])
+// Targets that end it refused: in filter, a connection they take never reaches anyone.
+const REFUSING = new Set(['DROP', 'REJECT'])
+
+/**
+ * Whether a rule ahead of our jump could take a tcp connection to `address`, port 80, away from
+ * it: ACCEPT it, send it elsewhere (DNAT, REDIRECT...), or RETURN it from a built-in chain (to
+ * the chain's policy). A rule whose matches exclude such a connection (another protocol,
+ * destination or port) cannot, nor one whose target lets the packet go on (LOG, MARK...),
+ * refuses it (DROP, REJECT in filter), or jumps to a chain whose every rule is as harmless
+ * (RETURN there goes back to the rule after the jump). Whatever is not understood may pass:
+ * the answer errs on the side of an alarm. Matches the rule has beyond these only narrow it.
+ */
+function mayPass(listing: TableListing, table: Table, rule: readonly string[], address: string, where: 'builtin' | 'user', visiting: Set<string>): boolean {
+  if (excludesImds(rule, address)) return false
+  const goto = rule.indexOf('-g')
+  if (goto >= 0) return true // RETURN from a chain gone to returns past the jump
+  const j = rule.indexOf('-j')
+  if (j < 0) return false // counts packets, ends nothing
+  const target = rule[j + 1]
+  if (CONTINUING.has(target)) return false
+  if (table === 'filter' && REFUSING.has(target)) return false
+  if (target === 'RETURN') return where === 'builtin'
+  const rules = listing.rules.get(target)
+  if (!listing.chains.has(target) || !rules) return !listing.chains.has(target) // an empty user chain returns at once
+  if (visiting.has(target) || visiting.size > 16) return true
+  visiting.add(target)
+  const passes = rules.some((r) => mayPass(listing, table, r, address, 'user', visiting))
+  visiting.delete(target)
+  return passes
+}
+
+/** Whether a rule's protocol, destination or port match leaves out every tcp connection to `address`:80. */
+function excludesImds(rule: readonly string[], address: string): boolean {
+  for (let i = 0; i < rule.length; i++) {
+    const negated = rule[i] === '!'
+    const option = negated ? rule[i + 1] : rule[i]
+    const value = negated ? rule[i + 2] : rule[i + 1]
+    if (value === undefined) continue
+    let matchesImds: boolean | null = null
+    if (option === '-p' || option === '--protocol') matchesImds = ['tcp', '6', 'all', '0'].includes(value.toLowerCase())
+    else if (option === '-d' || option === '--destination') matchesImds = value.split(',').some((cidr) => inCidr(address, cidr))
+    else if (option === '--dport' || option === '--destination-port') matchesImds = inPorts(80, value)
+    else if (option === '--dports' || option === '--destination-ports') matchesImds = value.split(',').some((p) => inPorts(80, p))
+    // root's connections pass our chains anyway
+    else if (option === '--uid-owner') matchesImds = !['0', 'root', '0-0'].includes(value)
+    if (matchesImds !== null && matchesImds === negated) return true
+    if (negated) i++ // the option's own turn is this one
+  }
+  return false
+}
+
+function inPorts(port: number, spec: string): boolean {
+  const [from, to = from] = spec.split(':')
+  const low = from === '' ? 0 : Number(from)
+  const high = to === '' ? 65535 : Number(to)
+  return !Number.isInteger(low) || !Number.isInteger(high) || (port >= low && port <= high)
+}
+
+/** Whether `address` is in `cidr` (one address, or address/prefix); anything unparsable counts as in. */
+function inCidr(address: string, cidr: string): boolean {
+  const [net, prefixText] = cidr.split('/')
+  const a = addressBits(address)
+  const n = addressBits(net)
+  if (a === null || n === null) return true
+  if (a.length !== n.length) return false
+  const prefix = prefixText === undefined ? a.length : Number(prefixText)
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > a.length) return true
+  return a.slice(0, prefix) === n.slice(0, prefix)
+}
+
+function addressBits(address: string): string | null {
+  if (isIPv4(address)) return address.split('.').map((o) => Number(o).toString(2).padStart(8, '0')).join('')
+  if (!isIPv6(address)) return null
+  const [head, tail = ''] = address.includes('::') ? address.split('::') : [address, '']
+  const groups = (part: string) => (part === '' ? [] : part.split(':'))
+  const h = groups(head)
+  const t = groups(tail)
+  if (t.some((g) => g.includes('.')) || h.some((g) => g.includes('.'))) return null // IPv4-mapped forms: not ours
+  const all = address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h
+  return all.map((g) => parseInt(g, 16).toString(2).padStart(16, '0')).join('')
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ export function renderStatus(r: StatusResult): string {
       out.push(
         renderTable(
           ['table', 'chain', 'from', 'rules', 'first', 'problem'],
-          f.chains.map((c) => [c.table, c.chain, c.parent, c.rulesInPlace ? 'in place' : 'missing', c.jumps === 0 ? 'no jump' : c.first ? 'yes' : 'no', c.problem ?? '']),
+          f.chains.map((c) => [c.table, c.chain, c.parent, c.rulesInPlace ? 'in place' : 'missing', c.jumps === 0 ? 'no jump' : c.first ? 'yes' : `after ${c.ahead.length}`, c.problem ?? '']),
         ),
       )
+    for (const c of f.chains.filter((c) => c.ahead.length > 0 && c.problem === null))
+      out.push(style.dim(`  ahead of the jump to ${c.chain} in ${c.parent}, none letting a connection to IMDS past: ${c.ahead.map((r) => `-A ${c.parent} ${r}`).join('; ')}`))
     out.push(`  listener ${f.listener.address}: ${f.listener.answers ? style.good('answers') : style.dim('nothing listens')}`)
     out.push(`  a non-root request meets: ${f.safe || f.meets.startsWith('the daemon') ? f.meets : style.bad(f.meets)}`)
     out.push(`  a forwarded one (containers) meets: ${f.forwarded}`)
