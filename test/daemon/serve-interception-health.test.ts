@@ -1,6 +1,6 @@
-// /healthz's interception check for real: in a network namespace of its own, the built `serve`
-// installs its iptables rules and /healthz says so; once something deletes a jump to its chain,
-// /healthz fails on interception, saying what is missing.
+// The interception kept in place for real: in a network namespace of its own, the built `serve`
+// installs its iptables rules and /healthz says so; once something flushes the tables (a firewall
+// reload), serve says so and puts them back within seconds.
 import assert from 'node:assert/strict'
 import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -16,12 +16,18 @@ interface Check {
   detail: string
 }
 interface Trial {
-  installed: {status: number; body: {status: string; checks: Record<string, Check>}; exit: number}
-  broken: {status: number; body: {status: string; checks: Record<string, Check>}; exit: number}
+  installed: {status: number; body: {status: string; checks: Record<string, Check>}}
+  /** Milliseconds from the flush until the log said the interception was installed again. */
+  putBackMs: number
+  after: {status: number; body: {status: string; checks: Record<string, Check>}}
+  rulesAfter: string
+  metrics: string
+  log: string
+  exit: number
 }
 
 describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
-  it('reports the interception in place, and failing once a jump to its chain is gone', function () {
+  it('reports the interception in place, and puts it back within seconds when a firewall reload flushes the tables', function () {
     this.timeout(90_000)
     const missing = netnsMissing(['unshare', 'ip', 'iptables'])
     if (missing) return skipBecause(this, missing)
@@ -42,28 +48,20 @@ describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
       // Installed: every check ok, the interception's among them
       assert.equal(r.installed.status, 200, JSON.stringify(r.installed.body))
       assert.equal(r.installed.body.status, 'ok')
-      assert.deepEqual(Object.keys(r.installed.body.checks), [
-        'config',
-        'interception',
-        'listener',
-        'upstream',
-      ])
-      assert.match(
-        r.installed.body.checks.interception.detail,
-        /^EC2USERKEYD in place \(.*iptables -t nat, .*iptables -t filter/,
-      )
-      assert.equal(r.installed.exit, 0)
-      // A jump deleted behind the daemon's back: 503, on interception, saying which
-      assert.equal(r.broken.status, 503)
-      assert.equal(r.broken.body.status, 'failing')
-      assert.equal(r.broken.body.checks.interception.ok, false)
-      assert.match(
-        r.broken.body.checks.interception.detail,
-        /iptables -t nat: no jump to EC2USERKEYD from OUTPUT/,
-      )
-      for (const name of ['config', 'listener', 'upstream'])
-        assert.equal(r.broken.body.checks[name].ok, true, name)
-      assert.equal(r.broken.exit, 0)
+      assert.deepEqual(Object.keys(r.installed.body.checks), ['config', 'interception', 'listener', 'upstream'])
+      assert.match(r.installed.body.checks.interception.detail, /installed at /)
+      // When the tables are flushed behind the daemon's back (as an iptables-restore of a saved
+      // rule set, or a firewall's reload, does): it says so at ERROR and installs the rules again,
+      // within a few seconds (it checks every 2)
+      assert.match(r.log, /"level":"ERROR","msg":"the interception is not as installed: installing it again","problem":"[^"]*no chain EC2USERKEYD/)
+      assert.ok(r.putBackMs < 6000, `put back after ${r.putBackMs} ms`)
+      // Then the rules are in place again, /healthz is ok and says when they were put back, and the metric counts it
+      assert.ok(r.rulesAfter.split('\n').includes('-A OUTPUT -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j EC2USERKEYD'), r.rulesAfter)
+      assert.ok(r.rulesAfter.split('\n').some((l) => l.startsWith('-A EC2USERKEYD') && l.includes('DNAT')), r.rulesAfter)
+      assert.equal(r.after.status, 200, JSON.stringify(r.after.body))
+      assert.match(r.after.body.checks.interception.detail, /^EC2USERKEYD in place \(.*iptables -t nat, .*iptables -t filter.*installed again at .*\(it was: .*no chain EC2USERKEYD/)
+      assert.match(r.metrics, /^ec2userkeyd_interception_reinstalls_total 1$/m)
+      assert.equal(r.exit, 0)
     } finally {
       rmSync(dir, {recursive: true, force: true})
     }
@@ -72,8 +70,8 @@ describe('ec2userkeyd serve: /healthz and the iptables rules', () => {
 
 /**
  * Runs inside `unshare --net` (argv: the configuration, the iptables binary): a stand-in IMDS on
- * 169.254.169.254:80, then the built serve twice: once asked /healthz as installed, once after a
- * jump was deleted (the first /healthz of that run, so no earlier result is reused).
+ * 169.254.169.254:80, then the built serve, asked /healthz as installed; then the tables are
+ * flushed, and serve is watched until it says it installed the interception again.
  */
 const SCRIPT = `
 import {execFileSync, spawn} from 'node:child_process'
@@ -88,11 +86,12 @@ sh('ip', 'addr', 'add', '169.254.169.254/32', 'dev', 'lo')
 const imds = http.createServer((req, res) => res.end(req.method === 'PUT' ? 'token' : '{}')).listen(80, '169.254.169.254')
 await once(imds, 'listening')
 
-const healthz = () => new Promise((resolve, reject) => {
-  http.get({host: '127.0.0.1', port: 9808, path: '/healthz'}, (res) => {
-    let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => resolve({status: res.statusCode, body: JSON.parse(body)}))
+const get = (path) => new Promise((resolve, reject) => {
+  http.get({host: '127.0.0.1', port: 9808, path}, (res) => {
+    let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => resolve({status: res.statusCode, body}))
   }).on('error', reject)
 })
+const healthz = async () => { const {status, body} = await get('/healthz'); return {status, body: JSON.parse(body)} }
 async function serve() {
   const child = spawn(process.execPath, ['bin/run.js', 'serve', '--allow-unprivileged-port', '--config', config, '--port', '8808', '--upstream', 'http://169.254.169.254',
     '--instance-role', 'arn:aws:iam::123456789012:role/analytics-host'], {stdio: ['ignore', 'ignore', 'pipe']})
@@ -106,6 +105,7 @@ async function serve() {
     await new Promise((r) => setTimeout(r, 50))
   }
   return {
+    log: () => log,
     stop: async () => {
       const exited = once(child, 'exit')
       child.kill('SIGTERM')
@@ -116,13 +116,21 @@ async function serve() {
 }
 const r = {}
 try {
-  let daemon = await serve()
+  const daemon = await serve()
   r.installed = await healthz()
-  r.installed.exit = await daemon.stop()
-  daemon = await serve()
-  sh(iptables, '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-d', '169.254.169.254', '--dport', '80', '-j', 'EC2USERKEYD')
-  r.broken = await healthz()
-  r.broken.exit = await daemon.stop()
+  // What an iptables-restore of a rule set without ours, or a firewall's reload, leaves
+  const flushed = Date.now()
+  for (const table of ['nat', 'filter']) { sh(iptables, '-w', '-t', table, '-F'); sh(iptables, '-w', '-t', table, '-X') }
+  while (!daemon.log().includes('"msg":"interception installed again"')) {
+    if (Date.now() - flushed > 20000) throw new Error('the interception was not put back:\\n' + daemon.log())
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  r.putBackMs = Date.now() - flushed
+  r.after = await healthz()
+  r.rulesAfter = sh(iptables, '-w', '-t', 'nat', '-S')
+  r.metrics = (await get('/metrics')).body
+  r.exit = await daemon.stop()
+  r.log = daemon.log()
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
   imds.close()

@@ -24,7 +24,7 @@ import {groupId} from '../host/users.js'
 import {resolveRegion} from '../aws/region.js'
 import {PassedSocket, unprivilegedPortStart} from './activation.js'
 import {Daemon, DaemonOptions, startDaemon} from './daemon.js'
-import {checkInterception, Health, HealthCheck, throttledProbe} from './health.js'
+import {checkInterception, Health, HealthCheck} from './health.js'
 import {createLogger, Logger, LogSink} from './log.js'
 import {createMetrics, DaemonMetrics} from './metrics.js'
 import {monotonicUsec, Notifier, openNotifier} from './notify.js'
@@ -72,6 +72,10 @@ export interface RunDaemonOptions {
   sockets?: PassedSocket[]
   /** --allow-unprivileged-port: listen on a port a user could bind (tests). */
   allowUnprivilegedPort?: boolean
+  /** How often the rules are checked, and put back when they are not in place (default INTERCEPTION_CHECK_MS). */
+  interceptionCheckMs?: number
+  /** How often net.ipv4.ip_unprivileged_port_start is read again (default PORTS_CHECK_MS). */
+  portsCheckMs?: number
   /** Tests: the daemon itself, how iptables is run, whether the IPv6 metadata endpoint answers, the unprivileged port start. */
   startDaemon?: (options: DaemonOptions) => Promise<Daemon>
   runCommand?: RunCommand
@@ -100,6 +104,9 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
   // One that came while the command was still loading (bin/run.js held it).
   if (signals === process && takeEarlySighup()) hupWhileStarting = true
   let notifier: Notifier | null = null
+  let watch: InterceptionWatch | null = null
+  let stopPortWatch: (() => Promise<void>) | null = null
+  const metrics = options.metrics ?? createMetrics()
   const stopSignals: Array<[NodeJS.Signals, () => void]> = []
   try {
     logger.reconfigure({sinks: await outputs.select(config, options.logConsole)})
@@ -132,7 +139,8 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     // serves: until then connections wait in their queue); else the daemon listens itself, and
     // then only where no user can bind the port while it is down.
     const sockets = options.sockets ?? []
-    if (sockets.length === 0) await refuseSquattablePorts(config, port, options)
+    const ownPorts = sockets.length === 0 && !options.allowUnprivilegedPort
+    if (ownPorts) await refuseSquattablePorts(config, port, options)
 
     // The interception before anything else (before any AWS call): from here on a user's
     // metadata request meets the daemon, or a refused connection while there is none, never the
@@ -148,13 +156,16 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
         })
       : null
     for (const note of plan?.notes ?? []) logger.warn(note)
+    if (plan && !config.general.keep_rules_on_exit)
+      logger.warn('keep_rules_on_exit = False: when serve stops, non-root users reach the real IMDS (and the instance role) until it serves again')
     const health = new Health()
     let configCheck: HealthCheck = {ok: true, detail: loadedDetail(config)}
     health.set('config', () => configCheck)
-    const keep = config.general.keep_rules_on_exit
     if (plan) {
       const installed = await intercept(plan, logger, options.runCommand)
-      health.set('interception', throttledProbe(() => checkInterception(installed, plan, options.runCommand)))
+      const watching = new InterceptionWatch(plan, installed, logger, options.runCommand, options.interceptionCheckMs ?? INTERCEPTION_CHECK_MS, metrics)
+      watch = watching
+      health.set('interception', () => watching.current)
       const exposed = plan.ipv6Problem !== undefined && (await (options.probeIpv6Imds ?? (() => tcpAnswers(IMDS_ADDRESS[6], 80)))())
       if (exposed) {
         const detail = ipv6Exposed(plan.ipv6Problem!)
@@ -178,17 +189,21 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
         instanceRole: options.instanceRole,
         env: options.env,
         logger,
-        metrics: options.metrics ?? createMetrics(),
+        metrics,
         health,
         requireConntrack: plan !== null,
         sockets,
         adminGid: await adminGroupId(config),
       })
     } catch (error) {
-      if (plan) await release(plan, logger, keep, options.runCommand, 'the daemon did not start')
+      // Never removed here, whatever keep_rules_on_exit says: a start that failed (AWS not yet
+      // reachable) is retried, and users meet refused connections meanwhile, not the real IMDS.
+      if (plan) logger.info('interception kept (the daemon did not start): non-root users\' metadata requests are refused until it serves')
       throw error
     }
 
+    if (ownPorts)
+      stopPortWatch = watchPorts(() => config, port, health, logger, options.unprivilegedPortStart ?? unprivilegedPortStart, options.portsCheckMs ?? PORTS_CHECK_MS)
     const serving = plan ? 'serving; interception installed' : 'serving; no interception (--no-iptables)'
     if (phase === 'starting') {
       phase = 'serving'
@@ -233,6 +248,8 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     }
 
     await stopped
+    await watch?.stop()
+    await stopPortWatch?.()
     try {
       await daemon.close()
     } catch (error) {
@@ -241,6 +258,8 @@ export async function runDaemon(options: RunDaemonOptions): Promise<void> {
     if (plan) await release(plan, logger, config.general.keep_rules_on_exit, options.runCommand, 'serve stopped')
   } finally {
     phase = 'stopping'
+    await watch?.stop()
+    await stopPortWatch?.()
     signals.off('SIGHUP', onHangup)
     for (const [name, listener] of stopSignals) signals.off(name, listener)
     notifier?.close()
@@ -325,6 +344,77 @@ async function intercept(plan: InterceptionPlan, logger: Logger, run: RunCommand
   }
 }
 
+/** How often serve checks that its rules are still in place. */
+export const INTERCEPTION_CHECK_MS = 2000
+
+/**
+ * The interception kept in place while serve runs: every few seconds each family's tables are
+ * listed (a few `iptables -S`, ~2 ms each) and compared with what was installed. Whatever took
+ * rules away or put one that may let connections past ahead of a jump (a firewall reload, `nft
+ * flush ruleset`, `iptables -F`, an `iptables-restore`) is logged at ERROR and the interception
+ * installed again at once (connections opened meanwhile are cut). /healthz's `interception` is
+ * the last result.
+ */
+class InterceptionWatch {
+  current: HealthCheck
+  readonly stop: () => Promise<void>
+  private stopped = false
+
+  constructor(
+    private readonly plan: InterceptionPlan,
+    private installed: InstalledFamily[],
+    private readonly logger: Logger,
+    private readonly run: RunCommand | undefined,
+    intervalMs: number,
+    private readonly metrics: DaemonMetrics,
+  ) {
+    this.current = {ok: true, detail: `${installed.map((f) => `IPv${f.family}`).join(' and ')} installed at ${new Date().toISOString()}`}
+    const stopTicks = every(intervalMs, () => this.tick(), (error) => logger.error('cannot check the interception', {error: error.message}))
+    this.stop = () => {
+      this.stopped = true
+      return stopTicks()
+    }
+  }
+
+  private async tick(): Promise<void> {
+    const found = await checkInterception(this.installed, this.plan, this.run)
+    if (this.stopped) return
+    if (found.ok) {
+      this.current = this.current.ok ? found : {ok: true, detail: found.detail}
+      return
+    }
+    this.logger.error('the interception is not as installed: installing it again', {problem: found.detail})
+    try {
+      const {families, connections} = await installInterception(this.plan, {run: this.run})
+      if (this.stopped) return
+      this.installed = families
+      this.metrics.interceptionReinstalled()
+      const after = await checkInterception(families, this.plan, this.run)
+      this.current = after.ok ? {ok: true, detail: `${after.detail}; installed again at ${new Date().toISOString()} (it was: ${found.detail})`} : after
+      this.logger.warn('interception installed again', {families, connections})
+    } catch (error) {
+      const reason = (error as Error).message
+      this.current = {ok: false, detail: `${found.detail}; installing it again failed: ${reason}`}
+      this.logger.error('cannot install the interception again', {error: reason})
+    }
+  }
+}
+
+/** Runs `task` every `ms`, never two runs at once, until the returned stop, which waits for a run in progress. */
+function every(ms: number, task: () => Promise<void>, onError: (error: Error) => void): () => Promise<void> {
+  let running: Promise<void> | null = null
+  const timer = setInterval(() => {
+    running ??= task()
+      .catch((error) => onError(error as Error))
+      .finally(() => (running = null))
+  }, ms)
+  timer.unref()
+  return async () => {
+    clearInterval(timer)
+    await running
+  }
+}
+
 /** Leaves the rules in place to fail closed, or removes them where keep_rules_on_exit = False. */
 async function release(plan: InterceptionPlan, logger: Logger, keep: boolean, run: RunCommand | undefined, why: string): Promise<void> {
   if (keep) return logger.info(`interception kept (${why}): non-root users' metadata requests are refused until the daemon serves again; \`ec2userkeyd intercept remove\` takes it out`)
@@ -349,18 +439,55 @@ export function ipv6Exposed(problem: string): string {
  * answer everyone's metadata requests, or make the next start fail.
  */
 async function refuseSquattablePorts(config: Config, port: number, options: RunDaemonOptions): Promise<void> {
-  if (options.allowUnprivilegedPort) return
   const start = await (options.unprivilegedPortStart ?? unprivilegedPortStart)()
+  const [squattable] = squattablePorts(config, port, start)
+  if (squattable)
+    throw new UserError('usage', `${squattable.what} would be on port ${squattable.port}, which any user can bind (ports from ${start} are unprivileged here) and so answer for the daemon while it is down`, {
+      suggestion: start > 0
+        ? `use a port below ${start} (daemon_port's default is 808), a unix socket for admin_listen, or systemd's ec2userkeyd.socket; tests: --allow-unprivileged-port`
+        : `set net.ipv4.ip_unprivileged_port_start back above ${squattable.port} (the default is 1024), or use systemd's ec2userkeyd.socket, which holds the ports; tests: --allow-unprivileged-port`,
+    })
+}
+
+/** The listeners (metadata, TCP admin) on a port from `start`, which any user may bind. */
+function squattablePorts(config: Config, port: number, start: number): Array<{what: string; port: number}> {
   const admin = config.general.admin_listen
   const adminPort = admin && !admin.startsWith('/') ? Number(/:(\d+)$/.exec(admin)?.[1]) : null
-  for (const [what, p] of [
-    ['the metadata listener', port],
-    ['the admin listener (admin_listen)', adminPort],
-  ] as const)
-    if (p !== null && p >= start)
-      throw new UserError('usage', `${what} would be on port ${p}, which any user can bind (ports from ${start} are unprivileged here) and so answer for the daemon while it is down`, {
-        suggestion: `use a port below ${start} (daemon_port's default is 808), a unix socket for admin_listen, or systemd's ec2userkeyd.socket; tests: --allow-unprivileged-port`,
-      })
+  return [
+    {what: 'the metadata listener', port},
+    {what: 'the admin listener (admin_listen)', port: adminPort},
+  ].filter((l): l is {what: string; port: number} => l.port !== null && l.port >= start)
+}
+
+/** How often serve reads net.ipv4.ip_unprivileged_port_start again, when it holds its ports itself. */
+export const PORTS_CHECK_MS = 10_000
+
+/**
+ * The same while the daemon runs: an admin who lowers net.ipv4.ip_unprivileged_port_start
+ * (rootless containers' guides do) lets any user take the ports the next time the daemon is down,
+ * and answer everyone's metadata requests. Logged at ERROR once, and /healthz's `ports` fails.
+ */
+function watchPorts(config: () => Config, port: number, health: Health, logger: Logger, read: () => Promise<number>, intervalMs: number): () => Promise<void> {
+  let said = ''
+  health.set('ports', () => ({ok: true, detail: `port ${port} is below net.ipv4.ip_unprivileged_port_start`}))
+  return every(
+    intervalMs,
+    async () => {
+      const start = await read()
+      const open = squattablePorts(config(), port, start)
+      if (open.length === 0) {
+        said = ''
+        return health.set('ports', () => ({ok: true, detail: `every listener's port is below net.ipv4.ip_unprivileged_port_start (${start})`}))
+      }
+      const detail =
+        `${open.map((l) => `${l.what}'s port ${l.port}`).join(' and ')} can now be bound by any user (net.ipv4.ip_unprivileged_port_start is ${start}): ` +
+        'while the daemon is down (a crash, a restart), a user could take it and answer everyone\'s metadata requests; set it back, or run under systemd\'s ec2userkeyd.socket'
+      if (detail !== said) logger.error(detail)
+      said = detail
+      health.set('ports', () => ({ok: false, detail}))
+    },
+    (error) => logger.error('cannot read net.ipv4.ip_unprivileged_port_start', {error: error.message}),
+  )
 }
 
 async function adminGroupId(config: Config): Promise<number | null> {

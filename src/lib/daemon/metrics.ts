@@ -13,6 +13,8 @@ export interface DaemonMetrics {
   awsCall(call: AwsCallRecord): void
   /** Where the credential cache's counters are read from at scrape time. */
   watchCache(stats: () => CacheStats): void
+  /** serve found its rules gone or changed and installed them again. */
+  interceptionReinstalled(): void
 }
 
 export function createMetrics(): DaemonMetrics {
@@ -44,6 +46,11 @@ export function createMetrics(): DaemonMetrics {
     labelNames: ['service', 'operation'] as const,
     registers: [registry],
   })
+  const reinstalls = new Counter({
+    name: 'ec2userkeyd_interception_reinstalls_total',
+    help: 'Times serve found its iptables rules gone or changed (a firewall reload, a flush) and installed them again.',
+    registers: [registry],
+  })
   let cacheStats: (() => CacheStats) | null = null
   const cache = new Gauge({
     name: 'ec2userkeyd_credential_cache_events',
@@ -69,6 +76,9 @@ export function createMetrics(): DaemonMetrics {
     },
     watchCache(stats) {
       cacheStats = stats
+    },
+    interceptionReinstalled() {
+      reinstalls.inc()
     },
   }
 }
