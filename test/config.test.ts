@@ -7,8 +7,8 @@ import {fileURLToPath} from 'node:url'
 
 import {InputError} from '../src/lib/errors.js'
 import {interpolate, parseIni} from '../src/lib/config/ini.js'
-import {DEFAULT_CONFIG_PATH, loadConfig, parseConfig} from '../src/lib/config/load.js'
-import {Config, MethodName, UidRule} from '../src/lib/config/schema.js'
+import {DEFAULT_CONFIG_PATH, loadConfig, loadConfigLeniently, parseConfig} from '../src/lib/config/load.js'
+import {Config, defaultConfig, MethodName, UidRule} from '../src/lib/config/schema.js'
 
 const FILE = '/etc/ec2userkeyd.conf'
 
@@ -714,6 +714,43 @@ print(json.dumps(out))
         assert.equal(error.message, `${path}:2: [general] daemon_port = 'True': not a port number`)
         return true
       })
+    })
+  })
+
+  describe('read leniently (the interception at boot, whatever the rest of the file says)', () => {
+    it('takes every option that parses, and for each problem keeps the default and says why', async () => {
+      // Given a file with a good daemon_port and forwarded_imds, a bad value elsewhere, an unknown option and an unknown section
+      const path = join(dir, 'typo.conf')
+      writeFileSync(path, '[general]\ndaemon_port = 809\nsession_duration = 1 hour\nforwarded_imds = passthrough\nno_such_option = 1\n[nosuchsection]\nx = 1\n')
+      // When it is read leniently
+      const {config, problems} = await loadConfigLeniently({path})
+      // Then what parses is taken, and what does not keeps its default
+      assert.equal(config.general.daemon_port, 809)
+      assert.equal(config.general.forwarded_imds, 'passthrough')
+      assert.equal(config.general.session_duration, defaultConfig().general.session_duration)
+      assert.equal(config.file, path)
+      // And each problem is one line naming file, line and option, as the strict read says the first
+      assert.equal(problems.length, 3)
+      assert.match(problems[0], new RegExp(`^${path}:3: \\[general\\] session_duration = '1 hour'`))
+      assert.match(problems[1], /:5: \[general\] no_such_option/)
+      assert.match(problems[2], /:6: unknown section \[nosuchsection\]/)
+      await assert.rejects(loadConfig({path}), (error: Error) => error.message === problems[0])
+    })
+
+    it('reads a good file exactly as the strict read, with no problem', async () => {
+      const path = join(dir, 'good.conf')
+      writeFileSync(path, '[general]\ndaemon_port = 809\n')
+      assert.deepEqual(await loadConfigLeniently({path}), {config: await loadConfig({path}), problems: []})
+    })
+
+    it('falls back to every default when the file cannot be read or parsed at all', async () => {
+      const path = join(dir, 'garbage.conf')
+      writeFileSync(path, 'this is not INI\n')
+      const garbage = await loadConfigLeniently({path})
+      assert.deepEqual(garbage.config, {...defaultConfig(), file: path})
+      assert.equal(garbage.problems.length, 1)
+      const missing = await loadConfigLeniently({path: join(dir, 'missing.conf')})
+      assert.deepEqual(missing.problems, [`config file ${join(dir, 'missing.conf')} does not exist`])
     })
   })
 })

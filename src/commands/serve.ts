@@ -6,7 +6,9 @@ import {passedSockets} from '../lib/daemon/activation.js'
 import {DEFAULT_HOST, runDaemon} from '../lib/daemon/lifecycle.js'
 import {streamSink} from '../lib/daemon/log.js'
 import {syslogSink} from '../lib/daemon/syslog.js'
-import {UserError} from '../lib/errors.js'
+import {InputError, UserError} from '../lib/errors.js'
+import {loadConfigLeniently} from '../lib/config/load.js'
+import {installHostInterception} from '../lib/daemon/intercept.js'
 import {commandLine, interceptionRules, ip6tablesFor, redirectAddress} from '../lib/host/iptables.js'
 import {DEFAULT_UPSTREAM} from '../lib/imds/upstream.js'
 
@@ -54,7 +56,15 @@ export default class ServeCommand extends BaseCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ServeCommand)
-    const config = await this.loadConfig(flags)
+    let config
+    try {
+      config = await this.loadConfig(flags)
+    } catch (error) {
+      // The interception before anything else, even from a file that does not load (with the
+      // defaults for what is wrong): the exit that follows must leave users refused, not the real IMDS.
+      if (error instanceof InputError && flags.iptables && !flags['print-rules'] && process.getuid?.() === 0) await this.interceptAnyway(flags)
+      throw error
+    }
     if (flags['print-rules']) {
       const rules = {listenPort: flags.port ?? config.general.daemon_port, daemonUid: process.getuid!(), listenAddress: redirectAddress(flags.host), forwarded: config.general.forwarded_imds}
       const {iptables} = config.general
@@ -80,5 +90,15 @@ export default class ServeCommand extends BaseCommand {
       sockets: passedSockets(process.env, process.pid),
       allowUnprivilegedPort: flags['allow-unprivileged-port'],
     })
+  }
+
+  private async interceptAnyway(flags: {config?: string; port?: number; host: string}): Promise<void> {
+    try {
+      const {config, problems} = await loadConfigLeniently({path: flags.config})
+      await installHostInterception({config, port: flags.port, host: flags.host, daemonUid: 0, configProblems: problems})
+      this.logToStderr('the interception is installed (with the defaults for what the file gets wrong): users are refused until serve starts')
+    } catch (error) {
+      this.logToStderr(`the interception could not be installed either: ${(error as Error).message}`)
+    }
   }
 }

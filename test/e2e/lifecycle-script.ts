@@ -259,6 +259,29 @@ try {
     await stop(daemon)
     await imds6.stop()
   }
+
+  // A configuration that does not load (one bad value, in an option the rules do not use), at
+  // boot: `intercept install` installs anyway and exits 2 saying why; so does serve before its exit
+  const broken = configWith('broken.conf', `iptables = ${iptables}\nsession_duration = 1 hour\n`)
+  cli('intercept', 'remove', '--config', config)
+  const badInstall = cli('intercept', 'install', '--config', broken, '--json')
+  const afterInstall = ours(iptables).length
+  cli('intercept', 'remove', '--config', config)
+  const badServe = serve({config: broken})
+  const serveExit = await exitOf(badServe)
+  await sleep(300)
+  mark = seen.length
+  await sleep(700)
+  r.brokenConfig = {
+    install: badInstall.code,
+    said: /the configuration does not load \(.*session_duration = '1 hour'.*\): the interception is installed/.test(badInstall.stderr) ? true : badInstall.stderr,
+    problems: (JSON.parse(badInstall.stdout) as {configProblems: string[]}).configProblems.length,
+    rulesAfterInstall: afterInstall,
+    serveExit,
+    serveSaid: /the interception is installed/.test(badServe.log()) ? true : badServe.log(),
+    rulesAfterServe: ours(iptables).length,
+    ...since(mark),
+  }
 } catch (error) {
   r.error = (error as Error).stack
 }

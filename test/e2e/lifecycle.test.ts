@@ -1,8 +1,8 @@
 // Fail closed through the daemon's whole life (issue 14): a user polling the metadata service
 // every 20 ms never gets the instance's credentials, at boot with the interception installed and a
 // first start that fails, across SIGTERM and restart, kill -9 and restart, a failed start between
-// two good ones, a would-be port squatter, systemd's sockets and a missing ip6tables; only
-// `intercept remove` lets it through. Real iptables, a real user made with useradd, the built
+// two good ones, a would-be port squatter, systemd's sockets, a missing ip6tables and a
+// configuration that does not load; only `intercept remove` lets it through. Real iptables, a real user made with useradd, the built
 // CLI, in a network namespace of its own (lifecycle-script.ts); skipped, saying why, where it
 // cannot run (root, unshare, ip, iptables, useradd, systemd-socket-activate).
 import assert from 'node:assert/strict'
@@ -93,6 +93,16 @@ describe('end to end: fail closed through the daemon’s whole life (network nam
         assert.equal(v6.ipv6.ok, false)
         assert.match(v6.ipv6.detail, /install ip6tables, or turn the instance's IPv6 metadata endpoint off/)
       }
+      // A configuration that does not load at boot: the interception goes in anyway, and the exit says why
+      const broken = r.brokenConfig as Seen & Record<string, unknown>
+      assert.equal(broken.install, 2)
+      assert.equal(broken.said, true)
+      assert.equal(broken.problems, 1)
+      assert.ok((broken.rulesAfterInstall as number) > 0, 'intercept install installed the rules')
+      assert.equal(broken.serveExit, 2)
+      assert.equal(broken.serveSaid, true)
+      assert.ok((broken.rulesAfterServe as number) > 0, 'serve installed the rules before its exit')
+      assert.ok(broken.requests > 5 && broken.instance === 0 && broken.refused > 0, JSON.stringify(broken))
     } finally {
       const problems = users.remove()
       lock.release()

@@ -288,7 +288,7 @@ export const SCHEMA = {
       parseBoolean,
       true,
       'ec2userkeyd',
-      "True: the iptables rules stay when `serve` exits, cleanly, by a crash or after a failed start, so that users' metadata requests are refused instead of reaching the real IMDS while no daemon serves (fail closed); only `ec2userkeyd intercept remove` takes them out. False: `serve` removes them when it exits (the behaviour before; users then reach the real IMDS while it is down).",
+      "True: the iptables rules stay when `serve` exits, cleanly, by a crash or after a failed start, so that users' metadata requests are refused instead of reaching the real IMDS while no daemon serves (fail closed); only `ec2userkeyd intercept remove` takes them out. False: `serve` removes them when it stops after serving (the behaviour before; users then reach the real IMDS while it is down), and warns of that at every start. Never after a failed start: that start is retried, and users meet refused connections meanwhile.",
     ),
     require_imdsv2: option(
       parseBoolean,

@@ -2,7 +2,7 @@
 // the daemon (installed at boot before any user session, left in place when serve stops, crashes
 // or fails to start), and only `intercept remove` (an uninstall) takes it out. The typed results
 // are the commands' JSON contracts.
-import type {Config} from '../config/schema.js'
+import {Config, defaultConfig} from '../config/schema.js'
 import {ExitCode, UserError} from '../errors.js'
 import {
   ChainStatus,
@@ -41,22 +41,40 @@ export interface InstallResult {
   connections: ForgottenConnections
   /** What could not be installed, and why. */
   notes: string[]
+  /** Why the configuration file did not load: the rules went in with the defaults of what it concerns. */
+  configProblems: string[]
 }
 
-/** `intercept install`: the rules, idempotently and without a gap, with no daemon needed. */
-export async function installHostInterception(options: InterceptOptions): Promise<InstallResult> {
+/**
+ * `intercept install`: the rules, idempotently and without a gap, with no daemon needed. Given
+ * the problems of a configuration that did not load (`configProblems`), it installs anyway, with
+ * what did load and the defaults for the rest, and where the configured iptables cannot run, the
+ * default one: at boot, a typo must not leave users the real IMDS.
+ */
+export async function installHostInterception(options: InterceptOptions & {configProblems?: string[]}): Promise<InstallResult> {
   const {config} = options
-  const plan = await planInterception({
-    iptables: config.general.iptables,
-    listenPort: options.port ?? config.general.daemon_port,
-    daemonUid: options.daemonUid,
-    listenAddress: redirectAddress(options.host ?? '127.0.0.1'),
-    forwarded: config.general.forwarded_imds,
-    run: options.run,
-    ipv6Proc: options.ipv6Proc,
-  })
+  const configProblems = [...(options.configProblems ?? [])]
+  const planWith = (iptables: string) =>
+    planInterception({
+      iptables,
+      listenPort: options.port ?? config.general.daemon_port,
+      daemonUid: options.daemonUid,
+      listenAddress: redirectAddress(options.host ?? '127.0.0.1'),
+      forwarded: config.general.forwarded_imds,
+      run: options.run,
+      ipv6Proc: options.ipv6Proc,
+    })
+  let plan
+  try {
+    plan = await planWith(config.general.iptables)
+  } catch (error) {
+    const fallback = defaultConfig().general.iptables
+    if (configProblems.length === 0 || config.general.iptables === fallback) throw error
+    configProblems.push(`${(error as Error).message}: installed with ${fallback} instead`)
+    plan = await planWith(fallback)
+  }
   const {families, connections} = await installInterception(plan, {run: options.run})
-  return {families, connections, notes: plan.notes}
+  return {families, connections, notes: plan.notes, configProblems}
 }
 
 /** `intercept remove`: every rule and chain of ours, both families. */
