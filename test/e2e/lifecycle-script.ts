@@ -100,9 +100,19 @@ const count = (text: string) => ({instance: [...text].filter((c) => c === 'I').l
 /** What the poller saw from `from` (an offset into `seen`) to now. */
 const since = (from: number) => count(seen.slice(from))
 let lastServe: Serve | null = null
+/**
+ * Where the answers to requests begun from now on start, once the rules just went in: the first
+ * answer after now may be of a request begun before, to the real IMDS; the next one is not.
+ */
+async function nextBegun(): Promise<number> {
+  const now = seen.length
+  while (seen.length === now) await sleep(5)
+  return now + 1
+}
 async function untilOwn(from: number, what: string) {
   const deadline = Date.now() + 30_000
-  while (!seen.slice(from).includes('O')) {
+  // Their own credentials, and a few answers in all: the poller is still asking
+  while (!seen.slice(from).includes('O') || seen.length - from < 8) {
     if (Date.now() > deadline)
       throw new Error(`the user never got their own credentials ${what}: ${seen.slice(from).slice(-60)}\nserve's log:\n${lastServe?.log().split('\n').slice(-15).join('\n')}`)
     await sleep(20)
@@ -167,8 +177,8 @@ try {
   await sleep(300)
   r.beforeInterception = since(0)
   // The early unit installs the interception; then the daemon's first start fails (AWS unreachable).
-  let mark = seen.length
   r.install = cli('intercept', 'install', '--config', config, '--json').code
+  let mark = await nextBegun()
   const failing = serve({env: deadEnv, args: ['--instance-role', 'analytics-host']})
   r.failedStart = {exit: await exitOf(failing), said: /^Error: .*iam:GetRole/m.test(failing.log()) ? true : failing.log()}
   await sleep(500)
@@ -250,7 +260,7 @@ try {
     const imds6 = await startFakeImds({host: 'fd00:ec2::254', port: 80})
     daemon = serve({config: configWith('no-ip6tables.conf', `iptables = ${join(bin, 'iptables')}\n`)})
     await waitLog(daemon, /"msg":"interception installed"/)
-    mark = seen.length
+    mark = await nextBegun()
     await untilOwn(mark, 'without ip6tables')
     await waitLog(daemon, /"msg":"admin listener"/)
     await sleep(500)
@@ -269,8 +279,7 @@ try {
   cli('intercept', 'remove', '--config', config)
   const badServe = serve({config: broken})
   const serveExit = await exitOf(badServe)
-  await sleep(300)
-  mark = seen.length
+  mark = await nextBegun()
   await sleep(700)
   r.brokenConfig = {
     install: badInstall.code,
@@ -282,6 +291,20 @@ try {
     rulesAfterServe: ours(iptables).length,
     ...since(mark),
   }
+
+  // An admin lowers net.ipv4.ip_unprivileged_port_start (per network namespace) while the daemon
+  // is down, and the user takes its port: intercept status must not call her the daemon
+  writeFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', '0')
+  const squatter = track(spawn(process.execPath, ['-e', "require('node:net').createServer((s) => s.on('error', () => {}).end('HTTP/1.1 200 OK\\r\\n\\r\\nforged')).listen(808, '127.0.0.1', () => console.log('bound'))"], {uid: user.uid, gid: user.gid, stdio: ['ignore', 'pipe', 'pipe']}))
+  let bound = ''
+  squatter.stdout!.on('data', (c) => (bound += c))
+  const deadline = Date.now() + 10_000
+  while (!bound.includes('bound') && Date.now() < deadline) await sleep(20)
+  const statusSquatted = cli('intercept', 'status', '--config', config, '--json')
+  const report = JSON.parse(statusSquatted.stdout) as {protected: boolean; families: Array<{family: number; meets: string; listener: {owner: number | null}}>}
+  r.squatted = {bound: bound.trim(), code: statusSquatted.code, protected: report.protected, meets: report.families[0].meets, owner: report.families[0].listener.owner, sockets: readFileSync('/proc/net/tcp', 'utf8').split('\n').filter((l) => l.includes(':0328 '))}
+  squatter.kill('SIGKILL')
+  writeFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', '1024')
 } catch (error) {
   r.error = (error as Error).stack
 }

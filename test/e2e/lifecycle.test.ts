@@ -103,6 +103,11 @@ describe('end to end: fail closed through the daemon’s whole life (network nam
       assert.equal(broken.serveSaid, true)
       assert.ok((broken.rulesAfterServe as number) > 0, 'serve installed the rules before its exit')
       assert.ok(broken.requests > 5 && broken.instance === 0 && broken.refused > 0, JSON.stringify(broken))
+      // A user who could take the daemon's port while it was down: intercept status names her, exit 7
+      const squatted = r.squatted as {bound: string; code: number; protected: boolean; meets: string; owner: number}
+      assert.equal(squatted.bound, 'bound')
+      assert.deepEqual({code: squatted.code, protected: squatted.protected, owner: squatted.owner}, {code: 7, protected: false, owner: 64101}, JSON.stringify(r.squatted))
+      assert.match(squatted.meets, /^uid 64101's process listening on 127\.0\.0\.1:808, not the daemon/)
     } finally {
       const problems = users.remove()
       lock.release()

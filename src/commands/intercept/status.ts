@@ -7,7 +7,7 @@ export default class InterceptStatusCommand extends BaseCommand {
   static override summary = 'Show the interception per family: its rules, whether they come first, the listener, and what a request would meet now.'
   static override description =
     'Exits 7 when a non-root metadata request (or one forwarded from a container, unless forwarded_imds = passthrough) ' +
-    'would reach the real IMDS now.'
+    'would reach the real IMDS now, or a user\'s process listening where the daemon should.'
 
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 

@@ -20,7 +20,7 @@ import {
   RemovedFamily,
   RunCommand,
 } from '../host/iptables.js'
-import {tcpAnswers} from '../host/reach.js'
+import {listenerOwner, tcpAnswers} from '../host/reach.js'
 
 export interface InterceptOptions {
   config: Config
@@ -31,8 +31,9 @@ export interface InterceptOptions {
   /** The uid the daemon runs as (root): its own metadata requests pass. */
   daemonUid: number
   run?: RunCommand
-  /** Tests: whether an address answers TCP, and where the kernel lists IPv6 addresses. */
+  /** Tests: whether an address answers TCP, who listens there, and where the kernel lists IPv6 addresses. */
   answers?: (host: string, port: number) => Promise<boolean>
+  owner?: (host: string, port: number) => Promise<number | null>
   ipv6Proc?: string
 }
 
@@ -89,14 +90,20 @@ export interface FamilyReport {
   unavailable: string | null
   /** nat (the redirection), filter (the guard), and the forward guard. */
   chains: ChainStatus[]
-  /** The listener nat sends to, and whether it accepts a connection now. */
-  listener: {address: string; answers: boolean}
+  /** The listener nat sends to, whether it accepts a connection now, and the uid that listens there (null: nobody). */
+  listener: Listener
   /** What a non-root process's request to this family's IMDS address meets now. */
   meets: string
   /** What a connection to IMDS forwarded from another network namespace meets now. */
   forwarded: string
   /** Neither reaches the real IMDS (forwarded traffic may, where forwarded_imds = passthrough says so). */
   safe: boolean
+}
+
+export interface Listener {
+  address: string
+  answers: boolean
+  owner: number | null
 }
 
 export interface StatusResult {
@@ -110,6 +117,7 @@ export async function interceptStatus(options: InterceptOptions): Promise<Status
   const {config} = options
   const port = options.port ?? config.general.daemon_port
   const answers = options.answers ?? tcpAnswers
+  const owner = options.owner ?? listenerOwner
   const statuses = await inspectInterception({
     iptables: config.general.iptables,
     listenPort: port,
@@ -122,14 +130,20 @@ export async function interceptStatus(options: InterceptOptions): Promise<Status
   const families: FamilyReport[] = []
   for (const status of statuses) {
     const listenHost = status.family === 4 ? redirectAddress(options.host ?? '127.0.0.1') : IPV6_LISTENER
-    const listener = {address: status.family === 4 ? `${listenHost}:${port}` : `[${listenHost}]:${port}`, answers: await answers(listenHost, port)}
-    families.push({...judge(status, listener, config.general.forwarded_imds, status.unavailable ? await answers(IMDS_ADDRESS[status.family], 80) : false), listener})
+    // Who listens, before the probe: a listener that drops on a reset is still seen
+    const listenerUid = await owner(listenHost, port)
+    const listener = {
+      address: status.family === 4 ? `${listenHost}:${port}` : `[${listenHost}]:${port}`,
+      answers: await answers(listenHost, port),
+      owner: listenerUid,
+    }
+    families.push({...judge(status, listener, options.daemonUid, config.general.forwarded_imds, status.unavailable ? await answers(IMDS_ADDRESS[status.family], 80) : false), listener})
   }
   return {families, protected: families.every((f) => f.safe)}
 }
 
 /** What the rules as found mean for a user's request. */
-function judge(status: FamilyStatus, listener: {address: string; answers: boolean}, forwarded: Config['general']['forwarded_imds'], imdsAnswers: boolean): Omit<FamilyReport, 'listener'> {
+function judge(status: FamilyStatus, listener: Listener, daemonUid: number, forwarded: Config['general']['forwarded_imds'], imdsAnswers: boolean): Omit<FamilyReport, 'listener'> {
   const chains = [status.nat, status.filter, status.forward].filter((c): c is ChainStatus => c !== null)
   const base = {family: status.family, binary: status.binary, unavailable: status.unavailable, chains}
   const where = `[${IMDS_ADDRESS[status.family]}]:80`
@@ -140,7 +154,11 @@ function judge(status: FamilyStatus, listener: {address: string; answers: boolea
   const sound = (c: ChainStatus | null) => c !== null && c.problem === null
   let meets: string
   let safe = true
-  if (sound(status.nat)) meets = listener.answers ? `the daemon (${listener.address})` : `a refused connection: nothing listens on ${listener.address} (no daemon)`
+  const squatter = listener.answers && listener.owner !== null && listener.owner !== 0 && listener.owner !== daemonUid
+  if (sound(status.nat) && squatter) {
+    meets = `uid ${listener.owner}'s process listening on ${listener.address}, not the daemon: a user holding its port answers everyone's metadata requests (find it with \`ss -ltnp\`)`
+    safe = false
+  } else if (sound(status.nat)) meets = listener.answers ? `the daemon (${listener.address})` : `a refused connection: nothing listens on ${listener.address} (no daemon)`
   else if (sound(status.filter)) meets = `a reset connection (the guard${status.nat?.problem ? `; not redirected: ${status.nat.problem}` : ''})`
   else {
     meets = `the real IMDS: ${[status.nat?.problem, status.filter?.problem].filter(Boolean).join('; ') || 'no interception'}`

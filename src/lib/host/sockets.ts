@@ -1057,7 +1057,9 @@ export function parseProcNetTcpLine(
   if (fields.length < 10 || !/^\d+:$/.test(fields[0])) return null
   const local = parseProcEndpoint(fields[1], byteOrder)
   const remote = parseProcEndpoint(fields[2], byteOrder)
-  if (!local || !remote || local.family !== remote.family) return null
+  // Both in one table's form; a listener on ::ffff:a.b.c.d folds to IPv4 while its unset peer stays [::]:0
+  const unsetPeer = remote?.endpoint.port === 0 && remote.endpoint.address === '::'
+  if (!local || !remote || fields[1].length !== fields[2].length || (local.family !== remote.family && !unsetPeer)) return null
   if (!/^[0-9A-Fa-f]{2}$/.test(fields[3]) || !/^\d+$/.test(fields[7]) || !/^\d+$/.test(fields[9])) return null
   return {
     family: local.family,

@@ -35,7 +35,7 @@ export function renderStatus(r: StatusResult): string {
       )
     for (const c of f.chains.filter((c) => c.ahead.length > 0 && c.problem === null))
       out.push(style.dim(`  ahead of the jump to ${c.chain} in ${c.parent}, none letting a connection to IMDS past: ${c.ahead.map((r) => `-A ${c.parent} ${r}`).join('; ')}`))
-    out.push(`  listener ${f.listener.address}: ${f.listener.answers ? style.good('answers') : style.dim('nothing listens')}`)
+    out.push(`  listener ${f.listener.address}: ${f.listener.answers ? style.good('answers') : style.dim('nothing listens')}${f.listener.owner === null ? '' : ` (uid ${f.listener.owner})`}`)
     out.push(`  a non-root request meets: ${f.safe || f.meets.startsWith('the daemon') ? f.meets : style.bad(f.meets)}`)
     out.push(`  a forwarded one (containers) meets: ${f.forwarded}`)
   }
