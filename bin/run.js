@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The two modules imported first are tiny: a SIGHUP to `serve` is held before the CLI framework
 // and the AWS SDK load (see early-sighup.ts), so they are imported after it.
-import {holdEarlySighup} from '../dist/cli/early-sighup.js'
+import {holdEarlySighup} from '../dist/lib/daemon/early-sighup.js'
 import {fromPythonInvocation} from '../dist/cli/python-invocation.js'
 
 const args = fromPythonInvocation(process.argv.slice(2))

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 
 import fc from 'fast-check'
 
-import type {PolicyDocument, Statement} from '../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../src/lib/iam/document.js'
 import {
   evaluatePolicies,
   generateRequests,

@@ -4,7 +4,7 @@ import {readFileSync} from 'node:fs'
 import {OfflineIamSource} from '../src/lib/aws/offline.js'
 import {AccountSnapshot, parseAccountSnapshot} from '../src/lib/aws/snapshot.js'
 import {InputError, NotFoundError} from '../src/lib/errors.js'
-import {statementsOf} from '../src/lib/policy/document.js'
+import {statementsOf} from '../src/lib/iam/document.js'
 
 const ACCOUNT_FILE = 'fixtures/account.json'
 const accountText = readFileSync(new URL('../fixtures/account.json', import.meta.url), 'utf8')

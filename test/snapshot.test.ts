@@ -4,7 +4,7 @@ import {fileURLToPath} from 'node:url'
 
 import {loadAccountSnapshot, parseAccountSnapshot} from '../src/lib/aws/snapshot.js'
 import {InputError} from '../src/lib/errors.js'
-import {statementsOf} from '../src/lib/policy/document.js'
+import {statementsOf} from '../src/lib/iam/document.js'
 
 const accountUrl = new URL('../fixtures/account.json', import.meta.url)
 const accountText = readFileSync(accountUrl, 'utf8')

@@ -3,8 +3,7 @@
 // with the documented code.
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
-import {createIamSource} from '../lib/aws/source.js'
-import type {IamSource} from '../lib/aws/model.js'
+import {IamAccess, openIam} from '../lib/aws/source.js'
 import {loadConfig} from '../lib/config/load.js'
 import type {Config} from '../lib/config/schema.js'
 import {ExitCode, UserError} from '../lib/errors.js'
@@ -29,8 +28,9 @@ export abstract class BaseCommand extends Command {
     return loadConfig({path: flags.config})
   }
 
-  protected async iamSource(flags: {account?: string; 'instance-role'?: string}, config: Config): Promise<IamSource> {
-    return createIamSource({config, accountFile: flags.account, instanceRole: flags['instance-role'], env: process.env})
+  /** The IAM source of --account, or live with the clients it reads through. */
+  protected async iam(flags: {account?: string; 'instance-role'?: string}, config: Config): Promise<IamAccess> {
+    return openIam({config, accountFile: flags.account, instanceRole: flags['instance-role'], env: process.env})
   }
 
   protected override async catch(error: Interfaces.CommandError): Promise<void> {

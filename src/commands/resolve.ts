@@ -6,7 +6,7 @@ import {InputError} from '../lib/errors.js'
 import {nssUserDatabase, passwdFileDatabase, requireUser} from '../lib/host/users.js'
 import {selectChain} from '../lib/methods/chain.js'
 import {createEngine} from '../lib/methods/engine.js'
-import {issueOnce, resolveUser, ResolveResult} from '../lib/methods/resolve.js'
+import {issueOnce, resolveUser, ResolveResult} from '../lib/stages/resolve.js'
 import {renderResolve} from '../lib/render/resolve.js'
 import {renderWarningLine} from '../lib/render/text.js'
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {CachedIamSource} from '../../src/lib/aws/cached.js'
-import type {IamRole, IamSource, RolePolicies, UserPolicies} from '../../src/lib/aws/model.js'
+import type {IamRole, IamSource, RolePolicies, UserPolicies} from '../../src/lib/iam/model.js'
 
 /** An IamSource that counts its reads; getUserPolicies can be made to fail. */
 function countingSource() {

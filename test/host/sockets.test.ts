@@ -629,6 +629,16 @@ describe('host/sockets', () => {
       assert.deepEqual(calls, [1001, 4242, 1001])
     })
 
+    it('refuses a look-up that waits past maxWaitMs behind others, naming what it waited for', async () => {
+      let release = () => {}
+      const {db} = countingDatabase((uid) => (uid === 1 ? new Promise((r) => (release = () => r(alice))) : Promise.resolve(alice)))
+      const names = cachedUserNames(db, 60_000, {maxConcurrent: 1, maxWaitMs: 30})
+      const first = names.userFor(1)
+      await assert.rejects(names.userFor(2), {message: 'no user-database look-up was free within 30 ms'})
+      release()
+      assert.deepEqual(await first, alice)
+    })
+
     it('shares one look-up between concurrent requests', async () => {
       const {db, calls} = countingDatabase(async () => alice)
       const names = cachedUserNames(db, 60_000)

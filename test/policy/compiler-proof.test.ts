@@ -9,7 +9,7 @@ import {OfflineIamSource} from '../../src/lib/aws/offline.js'
 import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {compileSessionPolicy} from '../../src/lib/policy/compiler.js'
-import type {PolicyDocument} from '../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../src/lib/iam/document.js'
 import {sessionDocuments, SessionProof} from '../support/session-proof.js'
 
 const accountFile = new URL('../../fixtures/account.json', import.meta.url).pathname

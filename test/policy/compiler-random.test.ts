@@ -9,10 +9,10 @@ import assert from 'node:assert/strict'
 
 import fc from 'fast-check'
 
-import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/iam/model.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {compileSessionPolicy} from '../../src/lib/policy/compiler.js'
-import type {PolicyDocument, Statement} from '../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../src/lib/iam/document.js'
 import {sessionDocuments, SessionProof} from '../support/session-proof.js'
 
 const ACCOUNT = '123456789012'

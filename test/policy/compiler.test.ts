@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 
-import type {ManagedPolicy, RolePolicies, UserPolicies} from '../../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, UserPolicies} from '../../src/lib/iam/model.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {compileSessionPolicy} from '../../src/lib/policy/compiler.js'
-import type {PolicyDocument, Statement} from '../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../src/lib/iam/document.js'
 
 const doc = (...Statement: Statement[]): PolicyDocument => ({Version: '2012-10-17', Statement})
 

@@ -4,13 +4,13 @@
 // keys, a session token, MFA) and the role session.
 import assert from 'node:assert/strict'
 
-import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/iam/model.js'
 import {defaultConfig} from '../../src/lib/config/schema.js'
 import {InputError} from '../../src/lib/errors.js'
 import {IAM_WRITES, instanceRoleDenyPolicy, sessionNameFor} from '../../src/lib/methods/session.js'
 import {createActionCatalog} from '../../src/lib/policy/catalog.js'
 import {compileSessionPolicy, CompileResult, resolvePolicyForUser} from '../../src/lib/policy/compiler.js'
-import type {PolicyDocument, Statement} from '../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../src/lib/iam/document.js'
 import {
   evaluatePolicies,
   roleSessionContext,

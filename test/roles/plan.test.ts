@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 
-import type {InstanceRole, RolePolicies, UserPolicies} from '../../src/lib/aws/model.js'
+import type {InstanceRole, RolePolicies, UserPolicies} from '../../src/lib/iam/model.js'
 import {OfflineIamSource} from '../../src/lib/aws/offline.js'
 import {loadAccountSnapshot} from '../../src/lib/aws/snapshot.js'
 import {Config, defaultConfig} from '../../src/lib/config/schema.js'
-import type {PolicyDocument} from '../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../src/lib/iam/document.js'
 import {desiredRole, judgedByPrincipal, MANAGED_TAG, trustPolicyFor} from '../../src/lib/roles/desired.js'
 import {planRoleSync, samePolicy} from '../../src/lib/roles/plan.js'
 import {localNameMatcher} from '../../src/lib/roles/select.js'

@@ -7,8 +7,9 @@ import {LiveIamSource} from '../../src/lib/aws/live.js'
 import {AccountSnapshot, loadAccountSnapshot, SnapshotRole} from '../../src/lib/aws/snapshot.js'
 import {Config, defaultConfig} from '../../src/lib/config/schema.js'
 import {NotFoundError} from '../../src/lib/errors.js'
-import type {PolicyDocument} from '../../src/lib/policy/document.js'
-import {RoleSyncDeps, syncRoles, syncUserRole} from '../../src/lib/roles/sync.js'
+import type {PolicyDocument} from '../../src/lib/iam/document.js'
+import {RoleSyncDeps, syncUserRole} from '../../src/lib/roles/sync.js'
+import {syncRoles} from '../../src/lib/stages/roles-sync.js'
 import {AwsDouble, startAwsDouble} from '../support/aws-double/index.js'
 
 const accountFile = new URL('../../fixtures/account.json', import.meta.url).pathname

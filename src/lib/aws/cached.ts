@@ -4,7 +4,7 @@
 // versions are cached for good by the live source itself (a version never changes).
 import {LRUCache} from 'lru-cache'
 
-import type {IamRole, IamSource, IamUser, InstanceRole, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from './model.js'
+import type {IamRole, IamSource, IamUser, InstanceRole, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../iam/model.js'
 
 export interface CachedIamSourceOptions {
   ttlMs: number

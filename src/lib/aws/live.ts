@@ -29,7 +29,7 @@ import {GetCallerIdentityCommand, STSClient} from '@aws-sdk/client-sts'
 import pLimit, {LimitFunction} from 'p-limit'
 
 import {UserError} from '../errors.js'
-import {decodePolicyDocument, DocumentError, PolicyDocument} from '../policy/document.js'
+import {decodePolicyDocument, DocumentError, PolicyDocument} from '../iam/document.js'
 import {describeAwsError, isAccessDenied, isNoSuchEntity} from './errors.js'
 import {
   byName,
@@ -45,7 +45,7 @@ import {
   RoleTrust,
   Tags,
   UserPolicies,
-} from './model.js'
+} from '../iam/model.js'
 
 export interface LiveIamSourceOptions {
   iam: IAMClient

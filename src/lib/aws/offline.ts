@@ -1,6 +1,6 @@
 // The offline IAM source: answers from an account snapshot (--account FILE).
 import {InputError, NotFoundError} from '../errors.js'
-import {byName, IamRole, IamSource, IamUser, InlinePolicy, InstanceRole, ManagedPolicy, parseRoleArn, RolePolicies, RoleTrust, UserPolicies} from './model.js'
+import {byName, IamRole, IamSource, IamUser, InlinePolicy, InstanceRole, ManagedPolicy, parseRoleArn, RolePolicies, RoleTrust, UserPolicies} from '../iam/model.js'
 import type {AccountSnapshot, AttachedPolicyRef, SnapshotRole, SnapshotUser} from './snapshot.js'
 
 function inlineList(map: Map<string, InlinePolicy['document']>): InlinePolicy[] {

@@ -4,8 +4,8 @@
 import {readFile} from 'node:fs/promises'
 
 import {InputError} from '../errors.js'
-import {decodePolicyDocument, DocumentError, PolicyDocument} from '../policy/document.js'
-import type {Tags} from './model.js'
+import {decodePolicyDocument, DocumentError, PolicyDocument} from '../iam/document.js'
+import type {Tags} from '../iam/model.js'
 
 export interface AttachedPolicyRef {
   name: string

@@ -1,6 +1,8 @@
 // Every configuration option: its section, type, default, where it comes from (the Python
 // tool or this project) and what it does. The loader, `config show` and the README's option
 // table are all driven from here, so an option exists in exactly one place.
+import {isIamName} from '../iam/names.js'
+
 export const METHOD_NAMES = ['UserRole', 'CreateUserRole', 'RestrictedInstanceRole', 'InstanceRole'] as const
 export type MethodName = (typeof METHOD_NAMES)[number]
 
@@ -214,12 +216,11 @@ function parsePerUid(raw: string): UidRule[] {
 }
 
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\u0021-\u007e]+\/)?[\w+=,.@-]{1,64}$/
-const ROLE_NAME = /^[\w+=,.@-]{1,64}$/
 
 /** An instance role given as a role name or a role ARN (with or without a path). */
 export function parseRoleReference(raw: string): string {
   const v = raw.trim()
-  if (ROLE_ARN.test(v) || ROLE_NAME.test(v)) return v
+  if (ROLE_ARN.test(v) || isIamName(v)) return v
   throw new ValueError(`not a role name or role ARN: '${v}'`, 'use e.g. my-instance-role or arn:aws:iam::123456789012:role/my-instance-role')
 }
 

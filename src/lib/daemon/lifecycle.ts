@@ -6,7 +6,7 @@
 // for SIGHUP would end the process). SIGTERM and SIGINT stop accepting, finish what is in flight
 // and return, leaving the rules in place (unless keep_rules_on_exit = False). The command parses flags and calls
 // runDaemon; nothing here reads process.env or exits.
-import {takeEarlySighup} from '../../cli/early-sighup.js'
+import {takeEarlySighup} from './early-sighup.js'
 import type {Config, LogLevel} from '../config/schema.js'
 import {
   installInterception,

@@ -26,7 +26,7 @@ import {endianness} from 'node:os'
 import {promisify} from 'node:util'
 
 import {UserError} from '../errors.js'
-import {FairLimiter} from '../imds/fair.js'
+import {FairLimiter} from '../fair.js'
 import type {LocalUser, UserDatabase} from './users.js'
 
 /** What the daemon knows about an accepted connection: a `net.Socket` fits as it is. */
@@ -1148,7 +1148,7 @@ export function cachedUserNames(
   const now = options.now ?? Date.now
   const maxEntries = options.maxEntries ?? 10_000
   const concurrent = options.maxConcurrent ?? 8
-  const limiter = new FairLimiter<'nss'>({total: concurrent, perKey: concurrent, maxWaitMs: options.maxWaitMs ?? 5000})
+  const limiter = new FairLimiter<'nss'>({total: concurrent, perKey: concurrent, maxWaitMs: options.maxWaitMs ?? 5000, resource: 'user-database look-up'})
   const entries = new Map<number, {expires: number; user: Promise<LocalUser | null>}>()
   return {
     userFor(uid) {

@@ -10,7 +10,8 @@ import {Agent, request} from 'node:http'
 
 import {UserError} from '../errors.js'
 import type {Credentials} from '../methods/credentials.js'
-import {FairLimiter, QueueTimeout} from './fair.js'
+import {FairLimiter, QueueTimeout} from '../fair.js'
+import {isIamName} from '../iam/names.js'
 import {foldedPath} from './paths.js'
 
 export const DEFAULT_UPSTREAM = 'http://169.254.169.254'
@@ -105,6 +106,7 @@ export class ImdsUpstream implements UpstreamClient {
       total: maxSockets,
       perKey: Math.min(maxSockets, options.maxConnectionsPerUid ?? 4),
       maxWaitMs: this.timeoutMs,
+      resource: 'upstream connection',
     })
   }
 
@@ -158,7 +160,7 @@ export class ImdsUpstream implements UpstreamClient {
         `the instance metadata service lists no instance role (HTTP ${listing.status})`,
       )
     const role = listing.body.toString('utf8').split('\n')[0].trim()
-    if (!/^[\w+=,.@-]{1,64}$/.test(role))
+    if (!isIamName(role))
       throw new UserError(
         'unexpected',
         'the instance metadata service listed an instance role name that is not one',

@@ -5,7 +5,7 @@ import type {IAMClient} from '@aws-sdk/client-iam'
 
 import {CachedIamSource} from '../aws/cached.js'
 import {AwsCallRecord, liveAwsClients} from '../aws/clients.js'
-import type {IamSource} from '../aws/model.js'
+import type {IamSource} from '../iam/model.js'
 import {createIamSource} from '../aws/source.js'
 import type {Config} from '../config/schema.js'
 import {createActionCatalog} from '../policy/catalog.js'

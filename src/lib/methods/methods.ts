@@ -3,13 +3,13 @@
 // (any other error: the chain stops and the user gets nothing).
 import type {STSClient} from '@aws-sdk/client-sts'
 
-import type {IamSource, RolePolicies, RoleTrust, UserPolicies} from '../aws/model.js'
+import type {IamSource, RolePolicies, RoleTrust, UserPolicies} from '../iam/model.js'
 import {applyNamePattern, Config, MethodName} from '../config/schema.js'
 import {UserError} from '../errors.js'
 import type {LocalUser} from '../host/users.js'
 import type {ActionCatalog} from '../policy/catalog.js'
 import {compileSessionPolicy, CompileResult} from '../policy/compiler.js'
-import {iamUserName} from '../policy/dump.js'
+import {isIamName} from '../iam/names.js'
 import {AssumeRequest, Credentials, NotForUser} from './credentials.js'
 import {instanceRoleDenyPolicy, sessionNameFor} from './session.js'
 
@@ -63,11 +63,9 @@ async function instanceRole(deps: MethodDeps) {
   return deps.source.getInstanceRole()
 }
 
-export const IAM_NAME = /^[\w+=,.@-]{1,64}$/
-
 /** A user or role name IAM could hold; anything else cannot exist, so the method is not for this user. */
 export function requireIamName(name: string, what: string): string {
-  if (!IAM_NAME.test(name)) throw new NotForUser(`'${name}' cannot be an IAM ${what} name (characters [\\w+=,.@-], at most 64)`)
+  if (!isIamName(name)) throw new NotForUser(`'${name}' cannot be an IAM ${what} name (characters [\\w+=,.@-], at most 64)`)
   return name
 }
 
@@ -144,7 +142,7 @@ export const prepare: Record<MethodName, (deps: MethodDeps, user: LocalUser, soF
 
   async RestrictedInstanceRole(deps, user) {
     const pattern = deps.config.method_RestrictedInstanceRole.iam_name_pattern
-    const iamName = requireIamName(iamUserName(pattern, user.name), 'user')
+    const iamName = requireIamName(applyNamePattern(pattern, user.name), 'user')
     const role = await instanceRole(deps)
     const [policies, rolePolicies] = await Promise.all([deps.source.getUserPolicies(iamName), deps.source.getRolePolicies(role.name)])
     if (!policies) throw new NotForUser(`no IAM user '${iamName}'`)

@@ -2,7 +2,7 @@
 // policy admit a principal, and do identity policies allow one action on one resource. They
 // report, they do not decide: conditions are not evaluated but flagged, and AWS has the last
 // word when the daemon actually calls AssumeRole.
-import {PolicyDocument, Statement, statementsOf} from './document.js'
+import {PolicyDocument, Statement, statementsOf} from '../iam/document.js'
 import {globMatches} from './glob.js'
 
 export interface AccessAnswer {

@@ -21,11 +21,11 @@
 // policies allow it or not. So the instance role's policies may be used only to leave Allows out
 // (an under-grant, warned), never to drop a Deny or to widen an Allow: the session policy alone
 // must allow nothing the user may not do. (IAM User Guide, "Session policies".)
-import type {IamUser, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../aws/model.js'
+import type {IamUser, ManagedPolicy, RolePolicies, RoleTrust, UserPolicies} from '../iam/model.js'
 import {InputError} from '../errors.js'
 import type {ActionCatalog} from './catalog.js'
-import type {ConditionBlock, PolicyDocument} from './document.js'
-import {identityPolicyProblem, statementsOf} from './document.js'
+import type {ConditionBlock, PolicyDocument} from '../iam/document.js'
+import {identityPolicyProblem, statementsOf} from '../iam/document.js'
 import {globCovers, globIntersects, globMatches, hasWildcard} from './glob.js'
 import {
   allOf,

@@ -7,7 +7,7 @@
 // judge against the session. A key is decided in every policy Version: the Version changes only
 // whether `${...}` is substituted, never whether a condition is evaluated.
 // (IAM User Guide, "AWS global condition context keys" and "IAM policy elements: Variables and tags".)
-import type {ConditionBlock} from './document.js'
+import type {ConditionBlock} from '../iam/document.js'
 
 /** The IAM user, as the principal-side keys see it. */
 export interface PrincipalContext {

@@ -1,7 +1,7 @@
 // The compiler's working form of a policy statement: lists always lists, the Not* variants as
 // flags, and where it came from (for warnings and for passing managed policies by ARN).
-import type {ConditionBlock, Effect, PolicyDocument, Statement} from './document.js'
-import {statementsOf} from './document.js'
+import type {ConditionBlock, Effect, PolicyDocument, Statement} from '../iam/document.js'
+import {statementsOf} from '../iam/document.js'
 import {escapeForSending} from './size.js'
 
 export interface Origin {

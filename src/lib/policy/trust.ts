@@ -11,8 +11,8 @@
 // identity policies, and an explicit Deny in either wins (IAM User Guide, "Policy evaluation
 // logic" and "Session policies": permissions a resource-based policy grants to the role's ARN
 // are limited by the session policy; the session policy here allows what the user's policies do).
-import type {PolicyDocument, Statement} from './document.js'
-import {statementsOf} from './document.js'
+import type {PolicyDocument, Statement} from '../iam/document.js'
+import {statementsOf} from '../iam/document.js'
 import {actionMatches, list} from './access.js'
 import {conditionEntries, isPrincipalKey, judgePrincipalCondition, principalVariableKeys, Side, Verdict} from './principal.js'
 import {canonicalJson, POLICY_VERSION} from './statement.js'

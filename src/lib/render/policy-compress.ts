@@ -1,5 +1,5 @@
 // Human output of `policy compress`.
-import type {CompressResult} from '../policy/compress.js'
+import type {CompressResult} from '../stages/compress.js'
 import {renderTable, style} from './text.js'
 
 const STAGE_TITLES: Record<string, string> = {

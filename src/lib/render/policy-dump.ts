@@ -1,6 +1,6 @@
 // Human output of `policy dump`: a summary table, then each document.
-import type {PolicyDump} from '../policy/dump.js'
-import {statementsOf} from '../policy/document.js'
+import type {PolicyDump} from '../stages/dump.js'
+import {statementsOf} from '../iam/document.js'
 import {indent, renderTable, style} from './text.js'
 
 export function renderPolicyDump(dump: PolicyDump): string {

@@ -1,5 +1,5 @@
 // Human output of `resolve`.
-import type {ResolveResult} from '../methods/resolve.js'
+import type {ResolveResult} from '../stages/resolve.js'
 import {renderTable, style} from './text.js'
 
 const SOURCE: Record<ResolveResult['chainSource'], string> = {

@@ -2,10 +2,10 @@
 // policies, the config and the instance role. It says what the role must hold (trust, attached
 // and inline policies, boundary, tags) and why it cannot be built (problems), before anything
 // is read from or written to the role itself.
-import {byName, InstanceRole, ManagedPolicy, UserPolicies} from '../aws/model.js'
+import {byName, InstanceRole, ManagedPolicy, UserPolicies} from '../iam/model.js'
 import type {Config} from '../config/schema.js'
 import {resolvePolicyForUser} from '../policy/compiler.js'
-import {PolicyDocument, statementsOf} from '../policy/document.js'
+import {PolicyDocument, statementsOf} from '../iam/document.js'
 import {escapeForSending} from '../policy/size.js'
 import {conditionEntries, hasPrincipalVariable, isPrincipalKey} from '../policy/principal.js'
 
@@ -19,8 +19,6 @@ export const IAM_USER_TAG = 'ec2userkeyd:iam-user'
 export const INLINE_POLICIES_LIMIT = 10240
 export const POLICY_NAME_LIMIT = 128
 
-const ROLE_NAME = /^[\w+=,.@-]{1,64}$/
-export const isValidIamName = (name: string): boolean => ROLE_NAME.test(name)
 
 export const STS_ACTIONS = ['sts:AssumeRole', 'sts:SetSourceIdentity']
 

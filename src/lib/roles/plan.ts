@@ -2,8 +2,8 @@
 // what the IAM user says it should be, in the order they are applied. Permissions go before
 // they come: trust and boundary first, then removals, then additions, the tags that mark the
 // role as ours last. Comparisons are semantic, so a second run right after a first plans nothing.
-import type {RolePolicies} from '../aws/model.js'
-import {PolicyDocument, statementsOf} from '../policy/document.js'
+import type {RolePolicies} from '../iam/model.js'
+import {PolicyDocument, statementsOf} from '../iam/document.js'
 import {canonicalJson} from '../policy/statement.js'
 import {DesiredRole, MANAGED_TAG, MANAGED_TAG_VALUE} from './desired.js'
 

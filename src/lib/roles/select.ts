@@ -1,7 +1,7 @@
 // Which local users a `roles sync` run covers: those named, every IAM user whose name fits
 // iam_name_pattern (--all), or the members of an IAM group (--group). IAM users are turned back
 // into local names by inverting the pattern.
-import type {IamSource, IamUser} from '../aws/model.js'
+import type {IamSource, IamUser} from '../iam/model.js'
 import type {Config} from '../config/schema.js'
 import {NotFoundError} from '../errors.js'
 

@@ -1,20 +1,18 @@
-// `roles sync`: the per-user roles of CreateUserRole, kept in step with their IAM users. For
-// one local user (what the daemon runs on demand) and for many (the command: bounded
-// concurrency, one user's failure never stops the others). Each user is read, planned and
-// checked in full before the first write, so a user that cannot be synced is left unchanged.
+// The per-user roles of CreateUserRole, kept in step with their IAM users, one local user at a
+// time: what the daemon runs on demand, and what `roles sync` (stages/roles-sync.ts) runs for
+// each user it selects. Each user is read, planned and checked in full before the first write,
+// so a user that cannot be synced is left unchanged.
 import type {IAMClient} from '@aws-sdk/client-iam'
-import pLimit from 'p-limit'
 
 import {CachedIamSource} from '../aws/cached.js'
 import {describeAwsError} from '../aws/errors.js'
-import {byName, IamSource, ManagedPolicy, RolePolicies, UserPolicies} from '../aws/model.js'
 import {applyNamePattern, Config} from '../config/schema.js'
 import type {ErrorKind, UserError} from '../errors.js'
-import {iamUserName} from '../policy/dump.js'
+import {byName, IamSource, ManagedPolicy, RolePolicies, UserPolicies} from '../iam/model.js'
+import {isIamName} from '../iam/names.js'
 import {ApplyOutcome, applyRolePlan} from './apply.js'
-import {DesiredRole, desiredRole, isValidIamName, partitionOf} from './desired.js'
+import {DesiredRole, desiredRole, partitionOf} from './desired.js'
 import {planRoleSync, RoleChange, RolePlan} from './plan.js'
-import {RoleSelection, selectLocalUsers} from './select.js'
 
 export type {RoleChange, RoleChangeOp} from './plan.js'
 export type {RoleSelection} from './select.js'
@@ -75,7 +73,7 @@ export async function syncUserRole(
   options: UserRoleSyncOptions,
 ): Promise<UserRoleSync> {
   const settings = deps.config.method_CreateUserRole
-  const iamUser = iamUserName(settings.iam_name_pattern, localUser)
+  const iamUser = applyNamePattern(settings.iam_name_pattern, localUser)
   const roleName = applyNamePattern(settings.role_name_pattern, localUser)
   const entry: RoleSyncEntry = {
     user: localUser,
@@ -97,14 +95,14 @@ export async function syncUserRole(
   try {
     const instanceRole = await deps.source.getInstanceRole()
     entry.roleArn = `arn:${partitionOf(instanceRole.arn)}:iam::${instanceRole.accountId}:role/${roleName}`
-    if (!isValidIamName(roleName))
+    if (!isIamName(roleName))
       return failed(
         'usage',
         `'${roleName}' (local user '${localUser}', [method_CreateUserRole] role_name_pattern '${settings.role_name_pattern}') is not a valid IAM role name: ` +
           'use at most 64 letters, digits and +=,.@_-',
       )
     const [user, current] = await Promise.all([
-      isValidIamName(iamUser) ? deps.source.getUserPolicies(iamUser) : Promise.resolve(null),
+      isIamName(iamUser) ? deps.source.getUserPolicies(iamUser) : Promise.resolve(null),
       deps.source.getRolePolicies(roleName),
     ])
     if (current) {
@@ -226,74 +224,5 @@ export function roleAfter({desired, current, user, plan, outcome}: Applied): Rol
     inline: inline.sort(byName),
     managed: (managed as ManagedPolicy[]).sort(byName),
     permissionsBoundary: boundary,
-  }
-}
-
-export interface SyncRolesOptions extends UserRoleSyncOptions {
-  /** Users synced at once (default 4). */
-  concurrency?: number
-  /** Called with 0 once the users are known, then after each user. */
-  onProgress?: (done: number, total: number) => void
-}
-
-export interface SyncRolesReport {
-  result: RoleSyncResult
-  warnings: Array<{user: string; message: string}>
-  /**
-   * null when every user succeeded; else the kind every failure shares, or 'unexpected' when
-   * they differ. The command's exit status is this kind's code.
-   */
-  failure: ErrorKind | null
-}
-
-/**
- * Syncs the selected users' roles. Fails as a whole only when the users cannot be listed or the
- * instance role cannot be found; each user's own failure is in its entry.
- */
-export async function syncRoles(
-  deps: RoleSyncDeps,
-  selection: RoleSelection,
-  options: SyncRolesOptions,
-): Promise<SyncRolesReport> {
-  await deps.source.getInstanceRole()
-  const users = await selectLocalUsers(deps.source, deps.config, selection)
-  const dryRun = options.dryRun || deps.iam === null
-
-  // Two local users whose pattern gives one role would fight over it.
-  const roleOf = (u: string) => applyNamePattern(deps.config.method_CreateUserRole.role_name_pattern, u)
-  const sharers = new Map<string, string[]>()
-  for (const u of users) sharers.set(roleOf(u), [...(sharers.get(roleOf(u)) ?? []), u])
-
-  const limit = pLimit(options.concurrency ?? 4)
-  let done = 0
-  options.onProgress?.(0, users.length)
-  const outcomes = await Promise.all(
-    users.map((u) =>
-      limit(async (): Promise<UserRoleSync> => {
-        const shared = sharers.get(roleOf(u))!
-        const outcome =
-          shared.length > 1
-            ? await syncUserRole({...deps, iam: null}, u, {dryRun: true}).then((o) => ({
-                ...o,
-                entry: {
-                  ...o.entry,
-                  changes: [],
-                  error: `local users ${shared.join(', ')} would all get role ${o.entry.role}: [method_CreateUserRole] role_name_pattern must contain {username}`,
-                },
-                status: 'failed' as const,
-                failure: 'usage' as const,
-              }))
-            : await syncUserRole(deps, u, {dryRun, adopt: options.adopt})
-        options.onProgress?.(++done, users.length)
-        return outcome
-      }),
-    ),
-  )
-
-  const kinds = new Set(outcomes.map((o) => o.failure).filter((k): k is ErrorKind => k !== null))
-  return {
-    result: {dryRun, roles: outcomes.map((o) => o.entry)},
-    warnings: outcomes.flatMap((o) => o.warnings.map((message) => ({user: o.entry.user, message}))),
-    failure: kinds.size === 0 ? null : kinds.size === 1 ? [...kinds][0] : 'unexpected',
   }
 }

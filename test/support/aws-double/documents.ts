@@ -6,7 +6,7 @@ import {
   PolicyDocument,
   statementsOf,
   validatePolicyDocument,
-} from '../../../src/lib/policy/document.js'
+} from '../../../src/lib/iam/document.js'
 import {AwsError} from './protocol.js'
 
 /**

@@ -7,7 +7,7 @@ import type {
   SnapshotRole,
   SnapshotUser,
 } from '../../../src/lib/aws/snapshot.js'
-import type {Tags} from '../../../src/lib/aws/model.js'
+import type {Tags} from '../../../src/lib/iam/model.js'
 import {encodedDocument} from './documents.js'
 import {AwsError, checked, Params, XmlValue} from './protocol.js'
 

@@ -2,7 +2,7 @@
 // (see paginate in protocol.ts). IAM requests are not authorised against the caller's
 // identity policies: inject AccessDenied to test that path.
 import type {AccountSnapshot} from '../../../src/lib/aws/snapshot.js'
-import type {PolicyDocument} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../../src/lib/iam/document.js'
 import {encodedDocument} from './documents.js'
 import {
   byName,

@@ -1,9 +1,9 @@
 // The IAM role write actions: they mutate the live snapshot after the validation real IAM
 // makes that matters to a role-syncing client (names, existence, policy grammar, trust
 // principals that must exist, and the default quotas). A failed call changes nothing.
-import type {Tags} from '../../../src/lib/aws/model.js'
+import type {Tags} from '../../../src/lib/iam/model.js'
 import type {AccountSnapshot, SnapshotRole} from '../../../src/lib/aws/snapshot.js'
-import {statementsOf, PolicyDocument} from '../../../src/lib/policy/document.js'
+import {statementsOf, PolicyDocument} from '../../../src/lib/iam/document.js'
 import {documentSize, readPolicyDocument} from './documents.js'
 import {findPolicy, findRole, nameParam, policyArnParam, roleXml} from './iam-entities.js'
 import {AwsError, checked, integer, memberList, Params, tagList} from './protocol.js'

@@ -3,7 +3,7 @@
 import {randomBytes, randomInt} from 'node:crypto'
 
 import type {SnapshotRole} from '../../../src/lib/aws/snapshot.js'
-import type {PolicyDocument} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../../src/lib/iam/document.js'
 
 export interface SessionCredentials {
   accessKeyId: string

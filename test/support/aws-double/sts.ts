@@ -1,12 +1,12 @@
 // The STS actions: GetCallerIdentity, and AssumeRole with the parameter limits, trust-policy
 // check (trust.ts), session-duration rules and packed-policy limit a per-user credential
 // broker runs into. Every AssumeRole, admitted or not, is written to the assume-role log.
-import {parseRoleArn} from '../../../src/lib/aws/model.js'
+import {parseRoleArn} from '../../../src/lib/iam/model.js'
 import {readPolicyDocument} from './documents.js'
 import {AwsError, checked, integer, memberList, Params, tagList} from './protocol.js'
 import type {AssumeRoleRecord, Handler, RequestContext} from './state.js'
 import {evaluateTrust, TrustCaller} from './trust.js'
-import type {PolicyDocument} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument} from '../../../src/lib/iam/document.js'
 import {evaluatePolicies} from '../iam-eval/index.js'
 import type {Session} from './sessions.js'
 

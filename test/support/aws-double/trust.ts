@@ -2,8 +2,8 @@
 // policy half of AssumeRole authorisation. The caller's own identity policies are out of
 // scope (the double treats every session as allowed to call sts:AssumeRole); only the
 // trust policy decides, and anything it cannot evaluate fails closed.
-import type {Statement, PolicyDocument} from '../../../src/lib/policy/document.js'
-import {statementsOf} from '../../../src/lib/policy/document.js'
+import type {Statement, PolicyDocument} from '../../../src/lib/iam/document.js'
+import {statementsOf} from '../../../src/lib/iam/document.js'
 
 export interface TrustCaller {
   /** The role ARN behind the caller's session (with path): what aws:PrincipalArn holds. */

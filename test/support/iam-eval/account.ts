@@ -19,7 +19,7 @@
 // Not modelled: resource policies naming the session's own ARN (AWS does not limit those by the
 // session policy: a documented limit of RestrictedInstanceRole), SCPs and RCPs, cross-account
 // evaluation (a role in another account is modelled as one whose trust names the instance role).
-import type {PolicyDocument, Statement} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../../src/lib/iam/document.js'
 import {evaluatePolicies, statementApplies, type PrincipalPolicies} from './evaluate.js'
 import {PolicyEvaluationError, type Decision, type RequestContext} from './types.js'
 

@@ -11,7 +11,7 @@
 // - policy variables work in the String and Arn families only.
 import {isIP, BlockList} from 'node:net'
 
-import type {ConditionBlock} from '../../../src/lib/policy/document.js'
+import type {ConditionBlock} from '../../../src/lib/iam/document.js'
 import {matchParts, partsText, splitAtColons, splitPartsAtColons, type Part} from './glob.js'
 import {type ContextLookup, type ContextValue, PolicyEvaluationError} from './types.js'
 import {expandVariables} from './variables.js'

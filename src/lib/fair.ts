@@ -1,5 +1,5 @@
-// Fair shares of a scarce resource (the daemon's connections to the real IMDS) among the uids
-// asking for it. Without it, one user sending many distinct paths (each one a real upstream
+// Fair shares of a scarce resource (the daemon's connections to the real IMDS, its user-database
+// look-ups) among the uids asking for it. Without it, one user sending many distinct paths (each one a real upstream
 // call: answers are cached per path) would hold every upstream connection and make everyone
 // else's metadata requests time out. Each key (a uid) may run `perKey` tasks at once; when a
 // slot frees, the waiting keys take turns (round robin), so a user with many uids still gets
@@ -7,8 +7,8 @@
 // A task that cannot start within `maxWaitMs` is refused: the caller's SDK has given up by then.
 
 export class QueueTimeout extends Error {
-  constructor(waitedMs: number) {
-    super(`no upstream connection was free within ${waitedMs} ms`)
+  constructor(resource: string, waitedMs: number) {
+    super(`no ${resource} was free within ${waitedMs} ms`)
     this.name = 'QueueTimeout'
   }
 }
@@ -25,6 +25,8 @@ export interface FairLimiterOptions {
   perKey: number
   /** How long a task may wait for a slot before it is refused with QueueTimeout. */
   maxWaitMs: number
+  /** What a slot is, for QueueTimeout's message ("upstream connection"). */
+  resource: string
 }
 
 export class FairLimiter<K> {
@@ -71,7 +73,7 @@ export class FairLimiter<K> {
           const at = list?.indexOf(waiter) ?? -1
           if (at >= 0) list!.splice(at, 1)
           if (list?.length === 0) this.waiting.delete(key)
-          reject(new QueueTimeout(this.options.maxWaitMs))
+          reject(new QueueTimeout(this.options.resource, this.options.maxWaitMs))
         }, this.options.maxWaitMs),
       }
       const list = this.waiting.get(key)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {FairLimiter, QueueTimeout} from '../../src/lib/imds/fair.js'
+import {FairLimiter, QueueTimeout} from '../src/lib/fair.js'
 
 /** A task that runs until `release()`; `started` says whether it began. */
 function gate() {
@@ -21,7 +21,7 @@ const tick = () => new Promise((resolve) => setImmediate(resolve))
 
 describe('fair shares of the upstream connections', () => {
   it('lets one key run at most perKey tasks, and others use the rest at once', async () => {
-    const limiter = new FairLimiter<number>({total: 4, perKey: 2, maxWaitMs: 10_000})
+    const limiter = new FairLimiter<number>({total: 4, perKey: 2, maxWaitMs: 10_000, resource: 'slot'})
     const flood = Array.from({length: 20}, () => gate())
     const running = flood.map((g) => limiter.run(1, g.run))
     const light = gate()
@@ -37,7 +37,7 @@ describe('fair shares of the upstream connections', () => {
   })
 
   it('takes waiting keys in turn, so a key with many waiting tasks gets one turn per round', async () => {
-    const limiter = new FairLimiter<string>({total: 1, perKey: 1, maxWaitMs: 10_000})
+    const limiter = new FairLimiter<string>({total: 1, perKey: 1, maxWaitMs: 10_000, resource: 'slot'})
     const order: string[] = []
     const first = gate()
     const blocker = limiter.run('a', first.run)
@@ -52,13 +52,13 @@ describe('fair shares of the upstream connections', () => {
   })
 
   it('refuses a task that waits longer than maxWaitMs, and forgets it', async () => {
-    const limiter = new FairLimiter<number>({total: 1, perKey: 1, maxWaitMs: 50})
+    const limiter = new FairLimiter<number>({total: 1, perKey: 1, maxWaitMs: 50, resource: 'slot'})
     const g = gate()
     const holding = limiter.run(1, g.run)
     let ran = false
     await assert.rejects(
       limiter.run(2, async () => void (ran = true)),
-      QueueTimeout,
+      (e) => e instanceof QueueTimeout && e.message === 'no slot was free within 50 ms',
     )
     assert.equal(limiter.queued, 0)
     g.release()
@@ -70,7 +70,7 @@ describe('fair shares of the upstream connections', () => {
   })
 
   it('frees the slot of a task that throws', async () => {
-    const limiter = new FairLimiter<number>({total: 1, perKey: 1, maxWaitMs: 1000})
+    const limiter = new FairLimiter<number>({total: 1, perKey: 1, maxWaitMs: 1000, resource: 'slot'})
     await assert.rejects(
       limiter.run(1, async () => {
         throw new Error('boom')

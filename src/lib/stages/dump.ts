@@ -1,10 +1,10 @@
 // `policy dump`: every policy that applies to the IAM user behind a local user, in one typed
 // result that is also the command's JSON contract.
-import type {IamSource, ManagedPolicy} from '../aws/model.js'
+import type {IamSource, ManagedPolicy} from '../iam/model.js'
 import type {Config} from '../config/schema.js'
 import {applyNamePattern} from '../config/schema.js'
 import {NotFoundError} from '../errors.js'
-import type {PolicyDocument} from './document.js'
+import type {PolicyDocument} from '../iam/document.js'
 
 export type PolicySource = 'user-inline' | 'user-managed' | 'group-inline' | 'group-managed'
 
@@ -23,18 +23,13 @@ export interface PolicyDump {
   permissionsBoundary: null | {arn: string; versionId: string; document: PolicyDocument}
 }
 
-/** The IAM user name for a local user under a method's iam_name_pattern. */
-export function iamUserName(pattern: string, localUser: string): string {
-  return applyNamePattern(pattern, localUser)
-}
-
 function managed(source: PolicySource, p: ManagedPolicy, group?: string): DumpedPolicy {
   return {source, name: p.name, arn: p.arn, ...(group ? {group} : {}), versionId: p.versionId, document: p.document}
 }
 
 export async function dumpUserPolicies(source: IamSource, config: Config, localUser: string): Promise<PolicyDump> {
   const pattern = config.method_RestrictedInstanceRole.iam_name_pattern
-  const iamUser = iamUserName(pattern, localUser)
+  const iamUser = applyNamePattern(pattern, localUser)
   const found = await source.getUserPolicies(iamUser)
   if (!found)
     throw new NotFoundError(`IAM user '${iamUser}' not found (local user '${localUser}', iam_name_pattern '${pattern}')`, {

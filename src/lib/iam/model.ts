@@ -1,6 +1,6 @@
 // What the IAM data sources return: plain data about users, groups, roles and their policies,
 // the same whether it was read live from IAM or from an account snapshot.
-import type {PolicyDocument} from '../policy/document.js'
+import type {PolicyDocument} from './document.js'
 
 export type Tags = Record<string, string>
 

@@ -3,13 +3,12 @@
 import {AssumeRoleCommand, STSClient} from '@aws-sdk/client-sts'
 
 import {describeAwsError} from '../aws/errors.js'
-import type {IamSource} from '../aws/model.js'
-import type {Config} from '../config/schema.js'
+import type {IamSource} from '../iam/model.js'
+import {applyNamePattern, Config} from '../config/schema.js'
 import {NotFoundError, UserError} from '../errors.js'
-import type {ActionCatalog} from './catalog.js'
-import {compileSessionPolicy, StepName} from './compiler.js'
+import type {ActionCatalog} from '../policy/catalog.js'
+import {compileSessionPolicy, StepName} from '../policy/compiler.js'
 import {sessionNameFor} from '../methods/session.js'
-import {iamUserName} from './dump.js'
 
 export interface CompressResult {
   user: string
@@ -39,7 +38,7 @@ export async function compressUserPolicy(
   options: CompressOptions = {},
 ): Promise<CompressResult> {
   const pattern = config.method_RestrictedInstanceRole.iam_name_pattern
-  const iamUser = iamUserName(pattern, localUser)
+  const iamUser = applyNamePattern(pattern, localUser)
   const instanceRole = await source.getInstanceRole()
   const [user, role] = await Promise.all([source.getUserPolicies(iamUser), source.getRolePolicies(instanceRole.name)])
   if (!user)

@@ -1,16 +1,16 @@
 // `resolve`: the dry run of the chain for one local user. Which chain applies and why, and for
 // every method of it what it would do, read from IAM without issuing credentials (the optional
 // `--issue` then issues once through the real broker). The typed result is the JSON contract.
-import type {InstanceRole, RolePolicies} from '../aws/model.js'
+import type {InstanceRole, RolePolicies} from '../iam/model.js'
 import {applyNamePattern, MethodName} from '../config/schema.js'
 import {UserError} from '../errors.js'
+import {isIamName} from '../iam/names.js'
 import type {LocalUser} from '../host/users.js'
 import {identityAllows, trustAdmits} from '../policy/access.js'
-import {iamUserName} from '../policy/dump.js'
-import type {CredentialBroker} from './broker.js'
-import {selectChain} from './chain.js'
-import {ChainSoFar, compileFor, IAM_NAME, MethodDeps} from './methods.js'
-import {describeInstanceRoleDenied, instanceRoleDenyPolicy} from './session.js'
+import type {CredentialBroker} from '../methods/broker.js'
+import {selectChain} from '../methods/chain.js'
+import {ChainSoFar, compileFor, MethodDeps} from '../methods/methods.js'
+import {describeInstanceRoleDenied, instanceRoleDenyPolicy} from '../methods/session.js'
 
 export interface ResolveStep {
   method: MethodName
@@ -51,7 +51,7 @@ type Explain = (deps: MethodDeps, user: LocalUser, role: InstanceRole, soFar: Ch
 const explain: Record<MethodName, Explain> = {
   async UserRole(deps, user, instance) {
     const name = applyNamePattern(deps.config.method_UserRole.role_name_pattern, user.name)
-    if (!IAM_NAME.test(name)) return {method: 'UserRole', outcome: 'skip', reason: `'${name}' cannot be an IAM role name`}
+    if (!isIamName(name)) return {method: 'UserRole', outcome: 'skip', reason: `'${name}' cannot be an IAM role name`}
     const roleArn = `arn:${instance.arn.split(':')[1]}:iam::${instance.accountId}:role/${name}`
     const role = await deps.source.getRole(name)
     if (!role) return {method: 'UserRole', outcome: 'skip', reason: `role ${name} does not exist`, roleArn}
@@ -73,9 +73,9 @@ const explain: Record<MethodName, Explain> = {
 
   async RestrictedInstanceRole(deps, user, instance) {
     const pattern = deps.config.method_RestrictedInstanceRole.iam_name_pattern
-    const iamName = iamUserName(pattern, user.name)
+    const iamName = applyNamePattern(pattern, user.name)
     const step = {method: 'RestrictedInstanceRole' as const, roleArn: instance.arn}
-    if (!IAM_NAME.test(iamName)) return {...step, outcome: 'skip', reason: `'${iamName}' cannot be an IAM user name`}
+    if (!isIamName(iamName)) return {...step, outcome: 'skip', reason: `'${iamName}' cannot be an IAM user name`}
     const [policies, rolePolicies] = await Promise.all([deps.source.getUserPolicies(iamName), instanceRolePolicies(deps, instance)])
     if (!policies) return {...step, outcome: 'skip', reason: `no IAM user '${iamName}'`}
     const identified = `IAM user ${iamName}`
