@@ -1,7 +1,14 @@
-// Terminal rendering primitives: the only place that imports chalk and table. chalk already
-// honours NO_COLOR, FORCE_COLOR and non-TTY output.
+// Terminal rendering primitives: the only place that imports chalk and table. chalk honours
+// FORCE_COLOR and non-TTY output but not NO_COLOR (https://no-color.org: set and not empty, no
+// colour), which is set here; FORCE_COLOR wins over it, as in Node.js itself.
 import chalk, {chalkStderr} from 'chalk'
 import {getBorderCharacters, table} from 'table'
+
+/** Whether NO_COLOR turns colour off in this environment. */
+export function noColor(env: Record<string, string | undefined>): boolean {
+  return (env.NO_COLOR ?? '') !== '' && env.FORCE_COLOR === undefined
+}
+if (noColor(process.env)) chalk.level = chalkStderr.level = 0
 
 export const style = {
   heading: (s: string) => chalk.bold(s),
