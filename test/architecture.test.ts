@@ -10,14 +10,14 @@ import {fileURLToPath} from 'node:url'
 const SRC = fileURLToPath(new URL('../src', import.meta.url))
 
 /** The part a file of src/ belongs to: src/lib/X/... is X, src/lib/X.ts is X, src/cli, src/commands. */
-export function partOf(file: string): string {
+function partOf(file: string): string {
   const [top, second] = relative(SRC, file).split('/')
   if (top !== 'lib') return top
   return second.replace(/\.[jt]s$/, '')
 }
 
 /** Every part and the parts it may import (itself always). Lower parts come first. */
-export const ALLOWED: Record<string, readonly string[]> = {
+const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
   iam: [],
   fair: [],
@@ -36,7 +36,7 @@ export const ALLOWED: Record<string, readonly string[]> = {
 }
 
 /** Packages (and node: modules) a part must never import, and why. */
-export const NEVER: Array<{parts: readonly string[]; module: RegExp; why: string}> = [
+const NEVER: Array<{parts: readonly string[]; module: RegExp; why: string}> = [
   {parts: ['policy', 'iam'], module: /^(@aws-sdk\/|node:)/, why: 'policy is pure: no AWS SDK, no I/O (the stages call AWS)'},
   {parts: ['methods'], module: /^node:(http|https|net)$/, why: 'the chain knows no HTTP (imds/ serves it)'},
   {parts: ['host'], module: /^node:(http|https)$/, why: 'host knows no serving'},
@@ -47,14 +47,14 @@ export const NEVER: Array<{parts: readonly string[]; module: RegExp; why: string
   },
 ]
 
-export interface Import {
+interface Import {
   file: string
   line: number
   specifier: string
 }
 
 /** The static and dynamic imports (and re-exports) of a TypeScript file. */
-export function importsOf(file: string, text = readFileSync(file, 'utf8')): Import[] {
+function importsOf(file: string, text = readFileSync(file, 'utf8')): Import[] {
   const found: Import[] = []
   const pattern = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm
   for (const match of text.matchAll(pattern)) {
@@ -65,7 +65,7 @@ export function importsOf(file: string, text = readFileSync(file, 'utf8')): Impo
 }
 
 /** Every import of `files` that breaks a rule, as one line each. */
-export function violations(files: Array<{file: string; text?: string}>): string[] {
+function violations(files: Array<{file: string; text?: string}>): string[] {
   const out: string[] = []
   for (const {file, text} of files) {
     const from = partOf(file)

@@ -1,7 +1,7 @@
 // Fair shares of a scarce resource (the daemon's connections to the real IMDS, its user-database
-// look-ups) among the uids asking for it. Without it, one user sending many distinct paths (each one a real upstream
-// call: answers are cached per path) would hold every upstream connection and make everyone
-// else's metadata requests time out. Each key (a uid) may run `perKey` tasks at once; when a
+// look-ups) among the uids asking for it. Without it, one user sending many distinct paths
+// (each one a real upstream call: answers are cached per path) would hold every upstream
+// connection and make everyone else's metadata requests time out. Each key (a uid) may run `perKey` tasks at once; when a
 // slot frees, the waiting keys take turns (round robin), so a user with many uids still gets
 // only one turn per uid, and a light user waits behind at most one task of each other user.
 // A task that cannot start within `maxWaitMs` is refused: the caller's SDK has given up by then.

@@ -4,11 +4,7 @@
 import chalk, {chalkStderr} from 'chalk'
 import {getBorderCharacters, table} from 'table'
 
-/** Whether NO_COLOR turns colour off in this environment. */
-export function noColor(env: Record<string, string | undefined>): boolean {
-  return (env.NO_COLOR ?? '') !== '' && env.FORCE_COLOR === undefined
-}
-if (noColor(process.env)) chalk.level = chalkStderr.level = 0
+if ((process.env.NO_COLOR ?? '') !== '' && process.env.FORCE_COLOR === undefined) chalk.level = chalkStderr.level = 0
 
 export const style = {
   heading: (s: string) => chalk.bold(s),
